@@ -1,0 +1,230 @@
+"""Command line over the headless core: `workbench <command> ...` or `python -m workbench ...`.
+
+Every user mistake ends in one line on stderr and exit status 2; the traceback is reserved for bugs.
+Codec-specific flags are generated from each codec's options dataclass, so `workbench compress -c avif
+--help` lists exactly the knobs that codec declares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from workbench import __version__
+from workbench.core.errors import Cancelled, OptionError, WorkbenchError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    if rest and args.command != "compress":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args, rest)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: not enough memory for this input", file=sys.stderr)
+        return 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Compression Workbench: compress, decompress "
+                                "and benchmark images with classical and learned codecs.")
+    p.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("codecs", help="list every codec, whether it is available here and why not")
+    c.set_defaults(func=cmd_codecs)
+
+    c = sub.add_parser("compress", help="compress an image and report size, bpp, PSNR, MS-SSIM and timings",
+                       add_help=False)
+    c.add_argument("input", help="image file (PNG, JPEG, WebP, TIFF, BMP, ...)")
+    c.add_argument("-c", "--codec", required=True, help="codec name (see `workbench codecs`)")
+    c.add_argument("-q", "--quality", type=float, help="quality knob in the codec's own range")
+    c.add_argument("-o", "--output", help="output file (default: input name with the codec's extension)")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("-h", "--help", action="store_true", help="show help, including the codec's own options")
+    c.set_defaults(func=cmd_compress, subparser=c)
+
+    c = sub.add_parser("decompress", help="decode a compressed file (any supported codec) to PNG")
+    c.add_argument("input", help="compressed file; its codec is recognised from its contents")
+    c.add_argument("-o", "--output", required=True, help="output PNG")
+    c.set_defaults(func=cmd_decompress)
+
+    c = sub.add_parser("bench", help="rate-distortion sweep of codecs over a folder of images")
+    c.add_argument("folder", help="folder of images")
+    c.add_argument("--codecs", required=True, help="comma-separated codec names, e.g. jpeg,webp,hevc")
+    c.add_argument("--anchor", help="codec the BD-rates are measured against (default: the first codec)")
+    c.add_argument("--out", default="bench-out", help="folder for JSON, CSV, BD-rate table and plot")
+    c.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
+    c.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
+                   help="override a codec's sweep (repeatable)")
+    c.set_defaults(func=cmd_bench)
+    return p
+
+
+def cmd_codecs(args, rest) -> int:
+    from workbench.core.codecs import all_codecs
+    from workbench.core.options import specs
+
+    rows = []
+    for cls in all_codecs():
+        ok, why = cls.availability()
+        q = next(s for s in specs(cls.Options) if s.name == "quality")
+        extra = ", ".join(f"--{s.name.replace('_', '-')}" for s in specs(cls.Options) if s.name != "quality")
+        rows.append((cls.name, "yes" if ok else "no", f"{q.minimum:g}..{q.maximum:g}", cls.label,
+                     why if not ok else (f"options: {extra}" if extra else "")))
+    w = [max(len(r[i]) for r in rows + [("codec", "available", "quality", "description", "")]) for i in range(4)]
+    print(f"{'codec':<{w[0]}}  {'available':<{w[1]}}  {'quality':<{w[2]}}  {'description':<{w[3]}}  notes")
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:<{w[3]}}  {r[4]}")
+    return 0
+
+
+def _codec_option_parser(cls) -> argparse.ArgumentParser:
+    from workbench.core.options import specs
+
+    p = argparse.ArgumentParser(prog=f"workbench compress IN -c {cls.name}", add_help=False,
+                                description=f"{cls.label}. {cls.quality_help}")
+    for s in specs(cls.Options):
+        if s.name == "quality":
+            continue
+        rng = f" [{s.minimum:g}..{s.maximum:g}]" if s.minimum is not None and s.maximum is not None else ""
+        choices = f" {{{','.join(map(str, s.choices))}}}" if s.choices else ""
+        p.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, metavar=s.type.__name__.upper(),
+                       help=f"{s.help}{rng}{choices} (default {s.default})")
+    return p
+
+
+def cmd_compress(args, rest) -> int:
+    from workbench.core.atomic import write_bytes_atomic
+    from workbench.core.codecs import codec_class
+    from workbench.core.compress import compress_image
+    from workbench.core.images import load_image
+    from workbench.core.options import build, specs
+
+    cls = codec_class(args.codec)
+    extra = _codec_option_parser(cls)
+    if args.help:
+        args.subparser.print_help()
+        print()
+        extra.print_help()
+        return 0
+    ns, leftover = extra.parse_known_args(rest)
+    if leftover:
+        raise OptionError(f"codec {cls.name} has no option(s) {' '.join(leftover)} "
+                          f"(see `workbench compress IN -c {cls.name} --help`)")
+    values = {k: v for k, v in vars(ns).items() if v is not None}
+    if args.quality is not None:
+        q_spec = next(s for s in specs(cls.Options) if s.name == "quality")
+        values["quality"] = q_spec.type(args.quality) if q_spec.type is int and float(args.quality).is_integer() \
+            else args.quality
+    options = build(cls.Options, values)
+    src = Path(args.input)
+    img = load_image(src)
+    out = Path(args.output) if args.output else src.with_suffix(cls.extension)
+    result = compress_image(img.rgb, cls.name, options)
+    write_bytes_atomic(out, result.data, protect=[src])
+    report = {
+        "input": str(src), "output": str(out), "codec": cls.name, "options": result.options,
+        "width": img.width, "height": img.height, "bytes": result.size_bytes, "bpp": result.bpp,
+        "psnr": result.quality.psnr, "ms_ssim": result.quality.ms_ssim, "ms_ssim_db": result.quality.ms_ssim_db,
+        "encode_s": result.encode_s, "decode_s": result.decode_s, "input_notes": list(img.notes),
+    }
+    if args.json:
+        import json
+        print(json.dumps(report, indent=1))
+        return 0
+    for note in img.notes:
+        print(f"note: {note}", file=sys.stderr)
+    ms = "n/a (image smaller than 161 px)" if result.quality.ms_ssim is None else \
+        f"{result.quality.ms_ssim:.5f} ({result.quality.ms_ssim_db:.2f} dB)"
+    saved = 100.0 * (1 - result.size_bytes / img.file_size) if img.file_size else 0.0
+    print(f"{out}: {result.size_bytes} bytes, {result.bpp:.4f} bpp ({saved:.1f} % smaller than the input file)")
+    print(f"PSNR {result.quality.psnr:.3f} dB, MS-SSIM {ms}")
+    print(f"encode {result.encode_s * 1000:.0f} ms, decode {result.decode_s * 1000:.0f} ms")
+    return 0
+
+
+def cmd_decompress(args, rest) -> int:
+    from workbench.core.codecs import decode_any
+    from workbench.core.errors import BitstreamError
+    from workbench.core.images import save_png
+
+    src = Path(args.input)
+    try:
+        data = src.read_bytes()
+    except FileNotFoundError:
+        raise BitstreamError(f"{src}: no such file") from None
+    except IsADirectoryError:
+        raise BitstreamError(f"{src} is a folder, not a compressed file") from None
+    except OSError as exc:
+        raise BitstreamError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise BitstreamError(f"{src}: the file is empty")
+    t0 = time.perf_counter()
+    try:
+        rgb, cls = decode_any(data)
+    except BitstreamError as err:
+        raise BitstreamError(f"{src}: {err}") from None
+    dt = time.perf_counter() - t0
+    save_png(rgb, args.output, protect=[src])
+    print(f"{args.output}: {rgb.shape[1]}x{rgb.shape[0]} decoded from {cls.label} in {dt * 1000:.0f} ms")
+    return 0
+
+
+def cmd_bench(args, rest) -> int:
+    from workbench.core.bench import bench_job
+    from workbench.core.bench_report import format_bd_table, write_report
+    from workbench.core.images import list_images
+    from workbench.core.jobs import TextProgressBar, run
+
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    if not codecs:
+        raise OptionError("--codecs needs at least one codec name")
+    anchor = args.anchor or codecs[0]
+    if anchor not in codecs:
+        codecs.insert(0, anchor)
+    sweeps = {}
+    for item in args.qualities:
+        name, _, qs = item.partition("=")
+        try:
+            sweeps[name.strip()] = [float(q) if "." in q else int(q) for q in qs.split(",") if q.strip()]
+        except ValueError:
+            raise OptionError(f"--qualities {item!r}: expected CODEC=Q1,Q2,...") from None
+    images = list_images(args.folder)
+    if args.limit:
+        images = images[: args.limit]
+    bar = TextProgressBar()
+    t0 = time.perf_counter()
+    try:
+        result = run(bench_job(images, codecs, sweeps), on_progress=bar)
+    finally:
+        bar.close()
+    written = write_report(result, args.out, anchor)
+    print(f"{len(images)} image(s), {len(result.points)} encodes in {time.perf_counter() - t0:.0f} s")
+    for codec in codecs:
+        c = result.curve(codec)
+        print(f"{codec}: bpp {min(c.bpp):.3f}..{max(c.bpp):.3f}, PSNR {min(c.psnr):.2f}..{max(c.psnr):.2f} dB, "
+              f"encode {sum(c.encode_s) / len(c.encode_s) * 1000:.0f} ms, "
+              f"decode {sum(c.decode_s) / len(c.decode_s) * 1000:.0f} ms per image")
+    print()
+    print(format_bd_table(result.bd_table(anchor), anchor))
+    print(f"wrote {len(written)} files to {os.path.abspath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Files a sweep leaves behind: CompressAI-schema JSON, CSV, a BD-rate table and an RD plot.
+
+The plot is drawn with matplotlib's Agg canvas directly (no pyplot), so writing a report never
+touches a GUI toolkit and works on a headless server.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from workbench.core.atomic import write_bytes_atomic
+from workbench.core.bench import BenchResult, point_rows
+
+
+def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for codec in result.codecs:
+        written.append(_write_json(out / f"{codec}.json", result.compressai_json(codec)))
+    written.append(_write_json(out / "per_image.json", {"images": result.images, "points": point_rows(result)}))
+    written.append(_write_csv(out / "per_image.csv", point_rows(result)))
+    curve_rows = []
+    for codec in result.codecs:
+        c = result.curve(codec)
+        for i in range(len(c.bpp)):
+            curve_rows.append({"codec": codec, "quality": c.quality[i], "bpp": c.bpp[i], "psnr": c.psnr[i],
+                               "ms_ssim": c.ms_ssim[i], "ms_ssim_db": c.ms_ssim_db[i],
+                               "encode_s": c.encode_s[i], "decode_s": c.decode_s[i]})
+    written.append(_write_csv(out / "curves.csv", curve_rows))
+    if anchor:
+        table = result.bd_table(anchor)
+        written.append(_write_json(out / "bdrate.json", table))
+        written.append(write_bytes_atomic(out / "bdrate.md", format_bd_table(table, anchor).encode()))
+    written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result)))
+    return written
+
+
+def format_bd_table(table: list[dict], anchor: str) -> str:
+    lines = [f"| codec | BD-rate vs {anchor} (PSNR) | BD-rate vs {anchor} (MS-SSIM dB) |", "|---|---|---|"]
+    for row in table:
+        lines.append(f"| {row['codec']} | {_pct(row['psnr'])} | {_pct(row['ms_ssim_db'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:+.1f} %"
+
+
+def rd_plot_png(result: BenchResult) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    for codec in result.codecs:
+        c = result.curve(codec)
+        ax1.plot(c.bpp, c.psnr, "o-", ms=3, label=codec)
+        if all(v is not None for v in c.ms_ssim_db):
+            ax2.plot(c.bpp, c.ms_ssim_db, "o-", ms=3, label=codec)
+    for ax, ylabel in ((ax1, "PSNR (dB)"), (ax2, "MS-SSIM (dB)")):
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Rate-distortion, mean over {len(result.images)} image(s)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _write_json(path: Path, obj) -> Path:
+    return write_bytes_atomic(path, (json.dumps(_finite(obj), indent=1) + "\n").encode())
+
+
+def _finite(obj):
+    """JSON has no NaN/inf: a missing measurement (e.g. MS-SSIM of a tiny image) is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return write_bytes_atomic(path, buf.getvalue().encode())

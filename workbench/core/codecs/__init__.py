@@ -1,0 +1,6 @@
+"""Image codecs. Importing this package registers every built-in adapter."""
+
+from workbench.core.codecs.base import (  # noqa: F401
+    CODECS, CodecInfo, codec_class, ImageCodec, all_codecs, codec_for_bytes, decode_any, describe_codecs, get_codec,
+    register_codec,
+)
