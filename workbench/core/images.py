@@ -160,7 +160,7 @@ def _to_rgb(im: Image.Image, name: str, alpha: str, background: tuple[int, int, 
 
 def encode_png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_check_rgb(rgb), "RGB").save(buf, format="PNG")
+    Image.fromarray(check_rgb(rgb), "RGB").save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -169,7 +169,7 @@ def save_png(rgb: np.ndarray, path: str | os.PathLike, *, protect=()) -> Path:
     return write_bytes_atomic(path, encode_png(rgb), protect=protect)
 
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
     if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
         raise ImageError("expected an (H, W, 3) uint8 RGB array")
     return np.ascontiguousarray(rgb)
