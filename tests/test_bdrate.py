@@ -1,0 +1,99 @@
+import math
+import warnings
+
+import bjontegaard as bd
+import numpy as np
+import pytest
+
+from workbench.core.bdrate import bd_quality, bd_rate
+
+# Realistic curves in bits per pixel / PSNR dB: a JPEG-like anchor and a better codec.
+JPEG_RATE = [0.25, 0.4, 0.6, 0.9, 1.3, 1.9]
+JPEG_PSNR = [27.5, 29.8, 31.9, 33.8, 35.6, 37.4]
+GOOD_RATE = [0.2, 0.33, 0.5, 0.75, 1.1, 1.6]
+GOOD_PSNR = [28.6, 30.9, 33.0, 34.9, 36.7, 38.4]
+# Fewer points on an MS-SSIM dB scale, shifted so the overlap is partial.
+FOUR_RATE = [0.15, 0.3, 0.7, 1.5]
+FOUR_MSSSIM_DB = [9.0, 11.5, 14.8, 18.2]
+EIGHT_RATE = [0.1, 0.16, 0.25, 0.38, 0.55, 0.8, 1.15, 1.7]
+EIGHT_MSSSIM_DB = [8.1, 9.6, 11.2, 12.9, 14.5, 16.2, 17.8, 19.5]
+
+PAIRS = [
+    (JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR),
+    (GOOD_RATE, GOOD_PSNR, JPEG_RATE, JPEG_PSNR),
+    (FOUR_RATE, FOUR_MSSSIM_DB, EIGHT_RATE, EIGHT_MSSSIM_DB),
+    (EIGHT_RATE, EIGHT_MSSSIM_DB, JPEG_RATE, [d - 18 for d in JPEG_PSNR]),
+]
+
+
+def _reference(fn, ra, da, rt, dt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # low-overlap warnings are expected for some pairs
+        return fn(ra, da, rt, dt, method="pchip", require_matching_points=False)
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_bd_rate_matches_bjontegaard_package(pair):
+    # Same interpolation and exact integration, so far tighter than the 0.05 points required.
+    assert bd_rate(*pair) == pytest.approx(_reference(bd.bd_rate, *pair), abs=1e-9)
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_bd_quality_matches_bjontegaard_package(pair):
+    assert bd_quality(*pair) == pytest.approx(_reference(bd.bd_psnr, *pair), abs=1e-9)
+
+
+def test_better_codec_saves_rate():
+    assert bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR) < -10
+    assert bd_quality(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR) > 0.5
+
+
+def test_identical_curves_give_zero():
+    assert bd_rate(JPEG_RATE, JPEG_PSNR, JPEG_RATE, JPEG_PSNR) == pytest.approx(0.0, abs=1e-12)
+    assert bd_quality(JPEG_RATE, JPEG_PSNR, JPEG_RATE, JPEG_PSNR) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_half_the_rate_is_minus_fifty_percent():
+    half = [r * 0.5 for r in JPEG_RATE]
+    assert bd_rate(JPEG_RATE, JPEG_PSNR, half, JPEG_PSNR) == pytest.approx(-50.0, abs=1e-9)
+    assert bd_rate(half, JPEG_PSNR, JPEG_RATE, JPEG_PSNR) == pytest.approx(100.0, abs=1e-9)
+
+
+def test_point_order_does_not_matter():
+    order = [3, 0, 5, 1, 4, 2]
+    shuffled = ([JPEG_RATE[i] for i in order], [JPEG_PSNR[i] for i in order])
+    assert bd_rate(*shuffled, GOOD_RATE, GOOD_PSNR) == pytest.approx(
+        bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR), abs=1e-12
+    )
+
+
+def test_duplicate_distortions_are_averaged_not_fatal():
+    rate = JPEG_RATE + [JPEG_RATE[2]]
+    dist = JPEG_PSNR + [JPEG_PSNR[2]]
+    assert bd_rate(rate, dist, GOOD_RATE, GOOD_PSNR) == pytest.approx(
+        bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR), abs=1e-12
+    )
+    # Two rates at the same quality: their log-rates are averaged.
+    rate = [0.2, 0.3, 0.45, 0.8]
+    value = bd_rate(rate, [30, 31, 31, 33], rate, [30, 31, 31, 33])
+    assert value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unusable_input_gives_nan():
+    assert math.isnan(bd_rate([1.0], [30.0], [1.0, 2.0], [30.0, 33.0]))
+    assert math.isnan(bd_rate([1.0, 2.0], [30.0, 30.0], [1.0, 2.0], [30.0, 33.0]))
+    assert math.isnan(bd_rate([1, 2], [30, 32], [1, 2], [33, 35]))  # no overlap
+    assert math.isnan(bd_quality([1, 2], [30, 32], [3, 4], [30, 32]))
+    assert math.isnan(bd_rate([], [], [], []))
+
+
+def test_non_finite_and_non_positive_points_are_ignored():
+    clean = bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR)
+    rate = JPEG_RATE + [0.0, np.nan, 1.0]
+    dist = JPEG_PSNR + [20.0, 30.0, np.inf]
+    assert bd_rate(rate, dist, GOOD_RATE, GOOD_PSNR) == pytest.approx(clean, abs=1e-12)
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError):
+        bd_rate([1, 2, 3], [30, 31], GOOD_RATE, GOOD_PSNR)
