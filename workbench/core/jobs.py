@@ -66,7 +66,9 @@ class TextProgressBar:
     def __call__(self, event: Progress) -> None:
         now = time.monotonic()
         final = event.total is not None and event.step >= event.total
-        if not final and now - self._last < 0.1:
+        tty = self.stream.isatty()
+        # A terminal is redrawn in place; a log file gets a line every few seconds instead.
+        if not final and now - self._last < (0.1 if tty else 5.0):
             return
         self._last = now
         frac = event.fraction
@@ -76,12 +78,12 @@ class TextProgressBar:
             filled = int(round(frac * self.width))
             bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {event.step}/{event.total}"
         text = f"\r{bar} {event.message}"[:160]
-        if self.stream.isatty():
+        if tty:
             self.stream.write(text.ljust(120))
-            self.stream.flush()
             self._shown = True
-        elif final or frac is None:
+        else:
             self.stream.write(text.strip("\r") + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
         if self._shown:
