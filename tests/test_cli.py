@@ -125,3 +125,15 @@ def test_bench_writes_results_and_bd_table(tmp_path):
         assert (out / f).stat().st_size > 0
     per_image = json.loads((out / "per_image.json").read_text())
     assert len(per_image["points"]) == 2 * 2 * 3
+
+
+def test_bdrate_between_results_files(tmp_path):
+    def results(name, bpp, psnr):
+        return {"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr, "ms-ssim-rgb": [0.9, 0.95, 0.97, 0.98]}}
+    (tmp_path / "a.json").write_text(json.dumps(results("a", [0.2, 0.4, 0.8, 1.6], [28, 31, 34, 37])))
+    (tmp_path / "b.json").write_text(json.dumps(results("b", [0.1, 0.2, 0.4, 0.8], [28, 31, 34, 37])))
+    r = wb("bdrate", tmp_path / "a.json", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    assert "| b | -50.0 % | -50.0 % |" in r.stdout
+    (tmp_path / "c.json").write_text("{}")
+    assert_one_line_error(wb("bdrate", tmp_path / "a.json", tmp_path / "c.json"))

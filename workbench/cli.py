@@ -72,6 +72,11 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="override a codec's sweep (repeatable)")
     c.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("bdrate", help="BD-rate between results files in CompressAI's JSON schema")
+    c.add_argument("anchor", help="results JSON of the anchor (e.g. bench-out/jpeg.json or a published curve)")
+    c.add_argument("tests", nargs="+", help="results JSON files to compare with the anchor")
+    c.set_defaults(func=cmd_bdrate)
     return p
 
 
@@ -223,6 +228,15 @@ def cmd_bench(args, rest) -> int:
     print()
     print(format_bd_table(result.bd_table(anchor), anchor))
     print(f"wrote {len(written)} files to {os.path.abspath(args.out)}")
+    return 0
+
+
+def cmd_bdrate(args, rest) -> int:
+    from workbench.core.bench_report import bd_between, format_bd_table, load_results_json
+
+    anchor = load_results_json(args.anchor)
+    rows = [bd_between(anchor, load_results_json(t)) for t in args.tests]
+    print(format_bd_table(rows, anchor.name))
     return 0
 
 

@@ -10,10 +10,14 @@ import csv
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.core import bdrate
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.bench import BenchResult, point_rows
+from workbench.core.errors import WorkbenchError
+from workbench.core.metrics import ms_ssim_db
 
 
 def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -> list[Path]:
@@ -38,6 +42,40 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -
         written.append(write_bytes_atomic(out / "bdrate.md", format_bd_table(table, anchor).encode()))
     written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result)))
     return written
+
+
+@dataclass(frozen=True)
+class ResultsCurve:
+    """The part of a CompressAI-schema results file that BD-rates need."""
+    name: str
+    bpp: tuple[float, ...]
+    psnr: tuple[float, ...]
+    ms_ssim_db: tuple[float, ...] | None
+
+
+def load_results_json(path: str | Path) -> ResultsCurve:
+    try:
+        doc = json.loads(Path(path).read_text())
+        res = doc["results"]
+        bpp = tuple(float(v) for v in res["bpp"])
+        psnr = tuple(float(v) for v in res["psnr-rgb"])
+        ms = res.get("ms-ssim-rgb")
+        ms_db = tuple(ms_ssim_db(float(v)) for v in ms) if ms and all(v is not None for v in ms) else None
+        if len(bpp) != len(psnr) or (ms_db is not None and len(ms_db) != len(bpp)):
+            raise ValueError("bpp, psnr-rgb and ms-ssim-rgb differ in length")
+        return ResultsCurve(str(doc.get("name", Path(path).stem)), bpp, psnr, ms_db)
+    except OSError as exc:
+        raise WorkbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WorkbenchError(f"{path}: not a results file in CompressAI's schema ({exc})") from None
+
+
+def bd_between(anchor: ResultsCurve, test: ResultsCurve) -> dict:
+    ms = float("nan")
+    if anchor.ms_ssim_db is not None and test.ms_ssim_db is not None:
+        ms = bdrate.bd_rate(anchor.bpp, anchor.ms_ssim_db, test.bpp, test.ms_ssim_db)
+    return {"codec": test.name, "anchor": anchor.name,
+            "psnr": bdrate.bd_rate(anchor.bpp, anchor.psnr, test.bpp, test.psnr), "ms_ssim_db": ms}
 
 
 def format_bd_table(table: list[dict], anchor: str) -> str:
