@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    if rest and args.command != "compress":
+    if rest and args.command not in ("compress", "compress-net"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args, rest)
@@ -77,6 +77,28 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("anchor", help="results JSON of the anchor (e.g. bench-out/jpeg.json or a published curve)")
     c.add_argument("tests", nargs="+", help="results JSON files to compare with the anchor")
     c.set_defaults(func=cmd_bdrate)
+
+    c = sub.add_parser("compress-net", help="compress a network checkpoint (.pt/.pth/.safetensors/HF folder) "
+                       "to a .wbn file", add_help=False)
+    c.add_argument("input", help="checkpoint: .pt/.pth state dict, .safetensors, or a folder with model.safetensors")
+    c.add_argument("-q", "--quantizer", default="uniform", help="uniform, rdoq, tcq or shvq")
+    c.add_argument("-o", "--output", help="output .wbn (default: input name with .wbn)")
+    c.add_argument("--coder", default="auto", choices=("auto", "cabac", "categorical"),
+                   help="entropy coder; auto keeps the smaller stream per tensor")
+    c.add_argument("--base", help="base checkpoint: code only the difference to it (delta coding)")
+    c.add_argument("--importance", help="checkpoint of per-weight importances (same keys and shapes)")
+    c.add_argument("--bias-bits", type=int, default=16, help="precision of 1-D tensors (near-lossless)")
+    c.add_argument("--eval", default="auto", choices=("auto", "digits", "none"),
+                   help="task evaluator for accuracy (auto: digits when the checkpoint is the demo CNN)")
+    c.add_argument("--summary", help="where to save the per-tensor summary JSON (default OUTPUT.json)")
+    c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's own options")
+    c.set_defaults(func=cmd_compress_net, subparser=c)
+
+    c = sub.add_parser("decompress-net", help="decode a .wbn file to model.safetensors or model.pt")
+    c.add_argument("input", help=".wbn file")
+    c.add_argument("-o", "--output", required=True, help="output checkpoint (.safetensors or .pt)")
+    c.add_argument("--base", help="base checkpoint, for files made with compress-net --base")
+    c.set_defaults(func=cmd_decompress_net)
     return p
 
 
@@ -237,6 +259,98 @@ def cmd_bdrate(args, rest) -> int:
     anchor = load_results_json(args.anchor)
     rows = [bd_between(anchor, load_results_json(t)) for t in args.tests]
     print(format_bd_table(rows, anchor.name))
+    return 0
+
+
+def _quantizer_option_parser(cls) -> argparse.ArgumentParser:
+    from workbench.core.options import specs
+
+    p = argparse.ArgumentParser(prog=f"workbench compress-net IN -q {cls.name}", add_help=False,
+                                description=cls.label)
+    for s in specs(cls.Options):
+        rng = f" [{s.minimum:g}..{s.maximum:g}]" if s.minimum is not None and s.maximum is not None else ""
+        choices = f" {{{','.join(map(str, s.choices))}}}" if s.choices else ""
+        p.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, metavar=s.type.__name__.upper(),
+                       help=f"{s.help}{rng}{choices} (default {s.default})")
+    return p
+
+
+def cmd_compress_net(args, rest) -> int:
+    import json
+
+    from workbench.core.atomic import write_bytes_atomic
+    from workbench.core.jobs import TextProgressBar, run
+    from workbench.core.network.checkpoint import load_checkpoint
+    from workbench.core.network.compress import compress_network_job
+    from workbench.core.network.quantizers import NET_QUANTIZERS
+    from workbench.core.options import build
+
+    cls = NET_QUANTIZERS.get(args.quantizer)
+    extra = _quantizer_option_parser(cls)
+    if args.help:
+        args.subparser.print_help()
+        print()
+        extra.print_help()
+        return 0
+    ns, leftover = extra.parse_known_args(rest)
+    if leftover:
+        raise OptionError(f"quantizer {cls.name} has no option(s) {' '.join(leftover)} "
+                          f"(see `workbench compress-net IN -q {cls.name} --help`)")
+    options = build(cls.Options, {k: v for k, v in vars(ns).items() if v is not None})
+    src = Path(args.input)
+    notes: list[str] = []
+    state = load_checkpoint(src, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    base = load_checkpoint(args.base) if args.base else None
+    importance = load_checkpoint(args.importance) if args.importance else None
+    task = None
+    if args.eval != "none":
+        from workbench.core.network.demo import DigitsTask
+
+        candidate = DigitsTask()
+        if candidate.matches(state):
+            task = candidate
+        elif args.eval == "digits":
+            raise OptionError("--eval digits needs a checkpoint with the demo CNN's tensors")
+    out = Path(args.output) if args.output else (src if src.is_file() else src / "model").with_suffix(".wbn")
+    bar = TextProgressBar()
+    try:
+        result = run(compress_network_job(state, cls.name, options, coder=args.coder, base=base,
+                                          importance=importance, task=task, bias_bits=args.bias_bits),
+                     on_progress=bar)
+    finally:
+        bar.close()
+    protect = [p for p in (src, args.base, args.importance) if p]
+    write_bytes_atomic(out, result.data, protect=protect)
+    summary = Path(args.summary) if args.summary else out.with_name(out.name + ".json")
+    write_bytes_atomic(summary, json.dumps({"input": str(src), "output": str(out), **result.to_dict()},
+                                           indent=1).encode(), protect=protect + [out])
+    print(result.format_summary())
+    print(f"wrote {out} and {summary}")
+    return 0
+
+
+def cmd_decompress_net(args, rest) -> int:
+    from workbench.core.network.checkpoint import load_checkpoint, save_checkpoint
+    from workbench.core.network.compress import decompress_network
+    from workbench.core.errors import BitstreamError
+
+    src = Path(args.input)
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise BitstreamError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    base = load_checkpoint(args.base) if args.base else None
+    t0 = time.perf_counter()
+    try:
+        state = decompress_network(data, base)
+    except BitstreamError as err:
+        raise BitstreamError(f"{src}: {err}") from None
+    dt = time.perf_counter() - t0
+    save_checkpoint(state, args.output, protect=[src] + ([args.base] if args.base else []))
+    n = sum(t.numel() for t in state.values())
+    print(f"{args.output}: {len(state)} tensors, {n} parameters decoded in {dt * 1000:.0f} ms")
     return 0
 
 
