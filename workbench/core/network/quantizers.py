@@ -1,0 +1,340 @@
+"""Network weight quantizers, registered by name in `NET_QUANTIZERS`.
+
+Every quantizer turns each weight tensor (viewed as chains = rows = output channels × the rest)
+into integer levels plus what the decoder needs to map levels back to values: one step per tensor
+or per output channel (scalar quantizers, optionally through the trellis state machine) or a small
+codebook (soft-to-hard VQ). Tensors with fewer than 2 dimensions (biases, norms) are not given to
+the quantizer: `compress` codes them near-lossless with a fine uniform step, because they are few
+and the network is far more sensitive to them than to any single weight.
+
+Steps are chosen, in order of precedence, by `step` (absolute), `qp` (NNR-style, Δ = 2^(qp/4), so
+4 qp units halve the step) or `bits` (Δ = max|w| / (2^(bits−1) − 1) per tensor, or per output
+channel with `per_channel`, which protects channels from one outlier elsewhere in the tensor).
+Distortion in the RDO quantizers is measured in units of Δ², so λ means the same at every step.
+
+Quantizers are jobs: generators yielding `Progress` events and returning a `QuantOutput`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from workbench.core.jobs import Job, Progress
+from workbench.core.options import option
+from workbench.core.registry import Registry
+from workbench.core.network import trellis
+
+NET_QUANTIZERS: Registry = Registry("network quantizer")
+
+
+@dataclass
+class QuantizedTensor:
+    """Levels (chains, length) plus the dequantization rule; `values()` is the reconstruction the
+    decoder will compute, bit for bit (float32 arithmetic on both sides)."""
+
+    levels: np.ndarray
+    steps: np.ndarray | None = None  # float32, (1,) or (rows,)
+    states: int = 0  # 0 = independent scalar, 4 or 8 = trellis-coded
+    codebook: np.ndarray | None = None  # float32 sorted centers (codebook mode)
+    zero_index: int = 0  # level 0 <-> codebook[zero_index]
+
+    def values(self) -> np.ndarray:
+        if self.codebook is not None:
+            return self.codebook[self.levels + self.zero_index].astype(np.float32)
+        return trellis.dequantize(self.levels, self.steps, trellis.machine(self.states))
+
+    @property
+    def machine(self) -> trellis.StateMachine:
+        return trellis.machine(self.states)
+
+
+@dataclass
+class QuantInput:
+    """What a quantizer sees: `main` are the ≥2-D float tensors it must quantize (float32), `others`
+    the small tensors coded near-lossless afterwards (a finetuning quantizer may update them),
+    `importance` optional per-weight F_i (mean 1 per tensor), `task` an optional evaluator with
+    `loss(params)` / `accuracy(state)`, `full` rebuilds a complete state dict for the task."""
+
+    main: dict[str, torch.Tensor]
+    others: dict[str, torch.Tensor]
+    importance: dict[str, torch.Tensor] = field(default_factory=dict)
+    task: object | None = None
+    delta: bool = False
+
+
+@dataclass
+class QuantOutput:
+    tensors: dict[str, QuantizedTensor]
+    others: dict[str, torch.Tensor]
+
+
+def as_chains(t: torch.Tensor) -> torch.Tensor:
+    """(rows, rest) view: rows are output channels, the axis per-channel steps and chains run along."""
+    return t.reshape(t.shape[0], -1) if t.ndim >= 2 else t.reshape(1, -1)
+
+
+def choose_steps(w2: torch.Tensor, step: float, qp: int, bits: int, per_channel: bool) -> np.ndarray:
+    if step > 0:
+        return np.array([step], dtype=np.float32)
+    if qp != 0:
+        return np.array([2.0 ** (qp / 4.0)], dtype=np.float32)
+    top = float(2 ** (bits - 1) - 1)
+    amax = w2.abs().amax(1) if per_channel else w2.abs().max().reshape(1)
+    s = (amax.double() / top).numpy().astype(np.float32)
+    return np.where(s > 0, s, np.float32(1.0)).astype(np.float32)
+
+
+def snr_db(ref: np.ndarray, rec: np.ndarray) -> float:
+    ref = np.asarray(ref, dtype=np.float64)
+    err = float(np.sum((ref - np.asarray(rec, dtype=np.float64)) ** 2))
+    sig = float(np.sum(ref ** 2))
+    if err == 0:
+        return float("inf")
+    return 10 * math.log10(sig / err) if sig > 0 else float("-inf")
+
+
+def entropy_bits(levels: np.ndarray) -> float:
+    """Order-0 empirical entropy in bits per element (the progress curve's 'entropy')."""
+    _, cnt = np.unique(np.asarray(levels).ravel(), return_counts=True)
+    p = cnt / cnt.sum()
+    return float(-(p * np.log2(p)).sum()) if cnt.size else 0.0
+
+
+@dataclass(frozen=True)
+class ScalarOptions:
+    step: float = option(0.0, "absolute quantization step for every weight tensor (0 = use --qp or --bits)",
+                         minimum=0.0, maximum=1e6)
+    qp: int = option(0, "NNR-style step Δ = 2^(qp/4), e.g. -32 (0 = use --bits)", minimum=-200, maximum=100)
+    bits: int = option(6, "step = max|w| / (2^(bits-1) - 1) when --step and --qp are 0", minimum=2, maximum=16)
+    per_channel: bool = option(False, "with --bits: one step per output channel instead of per tensor")
+
+
+class _Scalar:
+    """Shared per-tensor loop of the scalar quantizers (uniform, RDOQ, TCQ)."""
+
+    name = ""
+    label = ""
+    Options = ScalarOptions
+    states = 0
+
+    def quantize_one(self, w2: torch.Tensor, steps: np.ndarray, opts, f2: torch.Tensor | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, inp: QuantInput, opts) -> Job[QuantOutput]:
+        out: dict[str, QuantizedTensor] = {}
+        total = len(inp.main)
+        bits = n = 0.0
+        for i, (name, t) in enumerate(inp.main.items()):
+            w2 = as_chains(t.float())
+            steps = choose_steps(w2, opts.step, opts.qp, opts.bits, opts.per_channel)
+            f2 = inp.importance.get(name)
+            levels = self.quantize_one(w2, steps, opts, None if f2 is None else as_chains(f2))
+            qt = QuantizedTensor(levels=levels.astype(np.int64), steps=steps, states=self.states)
+            out[name] = qt
+            h = entropy_bits(levels)
+            bits += h * levels.size
+            n += levels.size
+            yield Progress(i + 1, total, f"{self.name}: {name}", metrics={
+                "entropy": h, "total_rate": bits, "bits_per_weight": bits / max(n, 1),
+                "snr_db": snr_db(w2.numpy(), qt.values())})
+        return QuantOutput(out, dict(inp.others))
+
+
+@NET_QUANTIZERS.register
+class UniformQuantizer(_Scalar):
+    """Plain rounding to a uniform grid: the baseline every other quantizer is measured against.
+
+    >>> w = torch.tensor([[0.9, -2.2], [0.1, 3.0]])
+    >>> opts = ScalarOptions(step=1.0)
+    >>> from workbench.core.jobs import run
+    >>> q = run(UniformQuantizer().run(QuantInput({"w": w}, {}), opts)).tensors["w"]
+    >>> q.levels.tolist(), q.values().tolist()
+    ([[1, -2], [0, 3]], [[1.0, -2.0], [0.0, 3.0]])
+    """
+
+    name = "uniform"
+    label = "Uniform scalar (per tensor or per output channel)"
+
+    def quantize_one(self, w2, steps, opts, f2):
+        return torch.round(w2.double() / torch.from_numpy(steps).double().view(-1, 1)).long().numpy()
+
+
+@dataclass(frozen=True)
+class RDOQOptions(ScalarOptions):
+    lam: float = option(0.1, "rate weight λ in J = F·(w − x̂)²/Δ² + λ·bits", minimum=0.0, maximum=100.0)
+    passes: int = option(2, "search passes, each refitting the rate model to the previous result",
+                         minimum=1, maximum=10)
+
+
+@NET_QUANTIZERS.register
+class RDOQuantizer(_Scalar):
+    """DeepCABAC's rate-distortion optimised quantization: each level minimises
+    F_i·(w_i − kΔ)² + λ·bits(k), with bits(k) from a context model fitted to the previous pass
+    (the previous level of the chain is the context, as in the entropy coder).
+
+    >>> w = torch.tensor([[0.45, 0.55, 2.4, -0.6]])
+    >>> from workbench.core.jobs import run
+    >>> q = run(RDOQuantizer().run(QuantInput({"w": w}, {}), RDOQOptions(step=1.0, lam=0.5))).tensors["w"]
+    >>> q.levels.tolist()  # rounding would give [0, 1, 2, -1]; the rate pulls 0.55 to zero
+    [[0, 0, 2, -1]]
+    """
+
+    name = "rdoq"
+    label = "Rate-distortion optimised scalar (DeepCABAC RDOQ)"
+    Options = RDOQOptions
+    states = 0
+
+    def quantize_one(self, w2, steps, opts, f2):
+        sm = trellis.machine(self.states)
+        u = w2.double() / torch.from_numpy(steps).double().view(-1, 1)
+        levels = trellis.viterbi(u, 0.0, trellis.TableRate.flat(), sm, f2)
+        for _ in range(opts.passes):
+            rate = trellis.TableRate.fit(levels.numpy(), sm)
+            levels = trellis.viterbi(u, opts.lam, rate, sm, f2)
+        return levels.numpy()
+
+
+@dataclass(frozen=True)
+class TCQOptions(RDOQOptions):
+    states: int = option(8, "trellis states: 8 (NNR/NNCodec) or 4 (VVC)", choices=(4, 8))
+
+
+@NET_QUANTIZERS.register
+class TrellisQuantizer(RDOQuantizer):
+    """Dependent (trellis-coded) quantization: Viterbi over each row with the 4- or 8-state machine,
+    J = F·D + λ·R with a rate conditioned on the trellis quantizer and the previous level.
+
+    >>> w = torch.tensor([[0.9, 2.1, -3.2, 0.1]])
+    >>> from workbench.core.jobs import run
+    >>> q = run(TrellisQuantizer().run(QuantInput({"w": w}, {}), TCQOptions(step=1.0, lam=0.0))).tensors["w"]
+    >>> q.values().tolist()
+    [[2.0, 2.0, -3.0, 0.0]]
+    """
+
+    name = "tcq"
+    label = "Trellis-coded (dependent) quantization, 4 or 8 states"
+    Options = TCQOptions
+
+    def run(self, inp, opts):
+        self.states = int(opts.states)
+        return (yield from super().run(inp, opts))
+
+
+@dataclass(frozen=True)
+class SHVQOptions:
+    centers: int = option(16, "codebook size per tensor", minimum=2, maximum=256)
+    lam: float = option(0.02, "rate weight (per bit per weight) against the task or distortion loss",
+                        minimum=0.0, maximum=100.0)
+    iters: int = option(300, "optimisation steps (σ is annealed over them)", minimum=0, maximum=100000)
+    sigma0: float = option(2.0, "initial softness σ (in units of 1/std²)", minimum=1e-3, maximum=1e6)
+    sigma1: float = option(2000.0, "final σ: large means soft and hard assignments agree", minimum=1e-3,
+                           maximum=1e9)
+    lr: float = option(1e-3, "learning rate of weights and centers", minimum=1e-7, maximum=1.0)
+    finetune: bool = option(True, "train the weights with the task loss when an evaluator exists")
+    eval_every: int = option(50, "evaluate task accuracy every N steps (0 = only at the end)", minimum=0,
+                             maximum=100000)
+
+
+@NET_QUANTIZERS.register
+class SoftToHardVQ:
+    """Soft-to-hard vector quantization (Agustsson et al. 2017) with scalar (d = 1) codewords per
+    tensor: soft assignment softmax(−σ‖w − c‖²) for gradients, hard nearest-center values forward,
+    σ annealed geometrically from σ0 to σ1, rate = entropy of the soft histogram. With a task
+    evaluator the weights are finetuned with the task loss too; otherwise only centers move,
+    fitting the fixed weights (entropy-constrained k-means).
+
+    >>> w = torch.tensor([[0.0, 0.1, -0.1, 1.0, 1.1, 0.9]])
+    >>> from workbench.core.jobs import run
+    >>> q = run(SoftToHardVQ().run(QuantInput({"w": w}, {}), SHVQOptions(centers=2, iters=50))).tensors["w"]
+    >>> q.levels.tolist(), [round(v, 2) for v in q.codebook.tolist()]
+    ([[0, 0, 0, 1, 1, 1]], [0.0, 1.0])
+    """
+
+    name = "shvq"
+    label = "Soft-to-hard vector quantization (annealed, with rate term)"
+    Options = SHVQOptions
+
+    def run(self, inp: QuantInput, opts) -> Job[QuantOutput]:
+        torch.manual_seed(0)
+        task = inp.task if (opts.finetune and inp.task is not None and not inp.delta) else None
+        weights = {k: v.detach().float().clone() for k, v in inp.main.items()}
+        others = {k: v.detach().float().clone() for k, v in inp.others.items()}
+        scale = {k: float(v.std()) if v.numel() > 1 and float(v.std()) > 0 else 1.0 for k, v in weights.items()}
+        centers = {k: torch.nn.Parameter(_kmeans_init(v.reshape(-1), opts.centers)) for k, v in weights.items()}
+        params = list(centers.values())
+        if task is not None:
+            for d in (weights, others):
+                for v in d.values():
+                    v.requires_grad_(True)
+            params += list(weights.values()) + list(others.values())
+        opt = torch.optim.Adam(params, lr=opts.lr)
+        n_total = sum(v.numel() for v in weights.values())
+        imp = {k: (inp.importance[k].float().reshape(-1) if k in inp.importance else None) for k in weights}
+        gen = torch.Generator().manual_seed(0)
+        iters = max(int(opts.iters), 0)
+        for it in range(iters):
+            sigma = opts.sigma0 * (opts.sigma1 / opts.sigma0) ** (it / max(iters - 1, 1))
+            opt.zero_grad()
+            rate = 0.0
+            dist = 0.0
+            qw = {}
+            for k, w in weights.items():
+                flat = w.reshape(-1)
+                c = centers[k]
+                d2 = ((flat[:, None] - c[None, :]) / scale[k]) ** 2
+                phi = torch.softmax(-sigma * d2, 1)
+                soft = phi @ c
+                hard = c[d2.argmin(1)]
+                q = soft + (hard - soft).detach()
+                hist = phi.mean(0)
+                rate = rate + flat.numel() * -(hist * torch.log2(hist + 1e-12)).sum()
+                if task is None:
+                    err = (flat - soft) ** 2 / scale[k] ** 2
+                    dist = dist + (err if imp[k] is None else err * imp[k]).sum()
+                qw[k] = q.reshape(w.shape)
+            rate = rate / n_total
+            if task is None:
+                loss = dist / n_total + opts.lam * rate
+            else:
+                loss = task.loss({**qw, **others}, generator=gen) + opts.lam * rate
+            loss.backward()
+            opt.step()
+            if (it + 1) % 10 == 0 or it + 1 == iters:
+                metrics = {"sigma": sigma, "entropy": float(rate.detach()), "loss": float(loss.detach())}
+                if task is not None and opts.eval_every and (it + 1) % opts.eval_every == 0:
+                    metrics["accuracy"] = task.accuracy({**{k: v.detach() for k, v in qw.items()},
+                                                         **{k: v.detach() for k, v in others.items()}})
+                yield Progress(it + 1, iters, "soft-to-hard VQ", metrics=metrics)
+        out = {}
+        for k, w in weights.items():
+            flat = w.detach().reshape(-1)
+            c = centers[k].detach()
+            idx = ((flat[:, None] - c[None, :]) ** 2).argmin(1)
+            used = torch.unique(idx)
+            cb = c[used].numpy().astype(np.float32)
+            order = np.argsort(cb, kind="stable")
+            cb = cb[order]
+            remap = np.empty(c.numel(), dtype=np.int64)
+            remap[used.numpy()[order]] = np.arange(cb.size)
+            z = int(np.argmin(np.abs(cb)))
+            levels = remap[idx.numpy()] - z
+            out[k] = QuantizedTensor(levels=levels.reshape(as_chains(w).shape), codebook=cb, zero_index=z)
+        return QuantOutput(out, {k: v.detach() for k, v in others.items()})
+
+
+def _kmeans_init(flat: torch.Tensor, n: int, iters: int = 15) -> torch.Tensor:
+    """Lloyd iterations from quantiles, with the center nearest zero snapped to zero: a zero center
+    is what lets the rate term make the tensor sparse."""
+    flat = flat.detach().float()
+    c = torch.quantile(flat[:: max(1, flat.numel() // 200000)], torch.linspace(0, 1, n + 2)[1:-1])
+    for _ in range(iters):
+        idx = ((flat[:, None] - c[None, :]) ** 2).argmin(1)
+        s = torch.zeros(n).index_add_(0, idx, flat)
+        cnt = torch.zeros(n).index_add_(0, idx, torch.ones_like(flat))
+        c = torch.where(cnt > 0, s / cnt.clamp(min=1), c)
+    c[c.abs().argmin()] = 0.0
+    return c.clone()

@@ -1,0 +1,241 @@
+"""Dependent (trellis-coded) quantization and the Viterbi search that picks its levels.
+
+Two scalar quantizers share one step Δ: Q0 reconstructs even multiples 2kΔ, Q1 odd ones
+(2k − sgn k)Δ, zero in both. A state machine driven by the parity of each transmitted level picks
+the quantizer of the next element, so the decoder needs no side information to know which grid
+a level belongs to; the union of both grids is a Δ-lattice while each level only pays for a
+2Δ-lattice, which is where the gain over plain rounding comes from.
+
+The search works on a 2-D tensor of independent *chains* × *length* (rows of a weight matrix for
+networks; channels or rows of a latent for images) so that every step of the Viterbi recursion is a
+handful of batched torch ops over all chains and states, on CPU or GPU. The cost minimised along a
+chain is Σ F_i·(u_i − x̂_i)² + λ·R_i with u = w/Δ (distortion in units of Δ², so λ does not depend
+on the weight scale), per-element weights F (importance) and a rate function supplied by the caller,
+which sees the candidate level, the active quantizer and the survivor's previous level (the same
+contexts the entropy coder uses).
+
+The one-state `UNIFORM` machine (x̂ = kΔ) turns the same search into rate-distortion optimised
+(independent) quantization with a context-aware rate, which is how RDOQ reuses this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    """`next_state[s][parity]` and `quantizer[s]` (0 = Q0, 1 = Q1); `dependent` False means the
+    single plain uniform quantizer x̂ = kΔ."""
+
+    n_states: int
+    next_state: tuple[tuple[int, int], ...]
+    quantizer: tuple[int, ...]
+    dependent: bool = True
+
+
+UNIFORM = StateMachine(1, ((0, 0),), (0,), dependent=False)
+TCQ4 = StateMachine(4, ((0, 2), (2, 0), (1, 3), (3, 1)), (0, 0, 1, 1))
+TCQ8 = StateMachine(8, ((0, 2), (7, 5), (1, 3), (6, 4), (2, 0), (5, 7), (3, 1), (4, 6)),
+                    (0, 1, 0, 1, 0, 1, 0, 1))
+MACHINES = {0: UNIFORM, 1: UNIFORM, 4: TCQ4, 8: TCQ8}
+
+RateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""rate(levels (C,S,K) int64, quantizer (1,S,1) int64, previous level (C,S,1) int64) -> bits (C,S,K)."""
+
+
+def machine(states: int) -> StateMachine:
+    try:
+        return MACHINES[int(states)]
+    except KeyError:
+        raise ValueError(f"trellis with {states} states is not defined (use 0 for none, 4 or 8)") from None
+
+
+def reconstruct(levels: torch.Tensor | np.ndarray, quantizer, sm: StateMachine):
+    """Integer multiples of Δ for `levels` coded with quantizer index `quantizer` (same shape).
+
+    >>> reconstruct(np.array([0, 1, -1, 2]), np.array([1, 1, 1, 0]), TCQ8).tolist()
+    [0, 1, -1, 4]
+    """
+    lib = torch if isinstance(levels, torch.Tensor) else np
+    if not sm.dependent:
+        return levels
+    return 2 * levels - lib.sign(levels) * quantizer
+
+
+def track_states(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
+    """State in which each element of each row (chain) is coded, starting every chain in state 0:
+    what the decoder computes to know which quantizer a level belongs to.
+
+    >>> track_states(np.array([[1, 0, 3, 2]]), TCQ4).tolist()
+    [[0, 2, 1, 0]]
+    """
+    levels = np.asarray(levels)
+    states = np.zeros(levels.shape, dtype=np.int64)
+    if not sm.dependent or levels.size == 0:
+        return states
+    table = np.asarray(sm.next_state, dtype=np.int64)
+    s = np.zeros(levels.shape[0], dtype=np.int64)
+    for j in range(levels.shape[1]):
+        states[:, j] = s
+        s = table[s, levels[:, j] & 1]
+    return states
+
+
+def dequantize(levels: np.ndarray, steps: np.ndarray, sm: StateMachine) -> np.ndarray:
+    """float32 values of a (chains, length) level array with one step per chain (or one for all);
+    float32 arithmetic on both sides keeps encoder and decoder reconstructions bit-identical.
+
+    >>> dequantize(np.array([[1, 1, 1]]), np.array([0.5], dtype=np.float32), TCQ8).tolist()
+    [[1.0, 1.0, 0.5]]
+    """
+    q = np.asarray(sm.quantizer)[track_states(levels, sm)] if sm.dependent else 0
+    mult = reconstruct(np.asarray(levels, dtype=np.int64), q, sm).astype(np.float32)
+    return mult * np.asarray(steps, dtype=np.float32).reshape(-1, 1)
+
+
+def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Levels (chains, length) int64 minimising Σ F·(u − x̂)² + λ·R along each chain.
+
+    `u` is the data divided by the step. Per element and state the candidates are zero and the two
+    nearest levels of that state's quantizer; each next state keeps its cheapest arriving survivor.
+
+    >>> u = torch.tensor([[0.9, 2.1, -3.2, 0.1]], dtype=torch.float64)
+    >>> free = lambda k, q, prev: torch.zeros(k.shape, dtype=torch.float64)
+    >>> viterbi(u, 0.0, free, UNIFORM).tolist()
+    [[1, 2, -3, 0]]
+    >>> lv = viterbi(u, 0.0, free, TCQ8)
+    >>> x = dequantize(lv.numpy(), np.ones(1, dtype=np.float32), TCQ8)
+    >>> x.round(1).tolist()  # each level sits on its state's grid: even, or odd multiples
+    [[2.0, 2.0, -3.0, 0.0]]
+    """
+    if u.ndim != 2:
+        raise ValueError("viterbi works on a 2-D tensor of chains x length")
+    C, L = u.shape
+    dev, dt = u.device, torch.float64
+    u = u.to(dt)
+    f = torch.ones_like(u) if weights is None else weights.to(dev, dt).expand_as(u)
+    S = sm.n_states
+    if L == 0 or C == 0:
+        return torch.zeros((C, L), dtype=torch.int64, device=dev)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # the ops are tiny: thread hand-offs would cost more than the work
+    try:
+        return _viterbi(u, f, lam, rate, sm)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
+    C, L = u.shape
+    dev, dt = u.device, torch.float64
+    S = sm.n_states
+    quant = torch.tensor(sm.quantizer, device=dev).view(1, S, 1)
+    nxt = torch.tensor(sm.next_state, device=dev)  # (S, 2)
+    # predecessors of each next state as flat (state * 2 + parity) indices; every state has two.
+    preds = [[] for _ in range(S)]
+    for s in range(S):
+        for p in range(2):
+            preds[int(nxt[s, p])].append(s * 2 + p)
+    if not sm.dependent:
+        preds = [[0, 1]]
+    pred = torch.tensor(preds, device=dev)  # (S, 2)
+    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
+    cost = torch.full((C, S), float("inf"), dtype=dt, device=dev)
+    cost[:, 0] = 0.0
+    prev = torch.zeros((C, S), dtype=torch.int64, device=dev)
+    back_level = torch.empty((L, C, S), dtype=torch.int64, device=dev)
+    back_pred = torch.empty((L, C, S), dtype=torch.int64, device=dev)
+    zero = torch.zeros((C, 1), dtype=torch.int64, device=dev)
+    for j in range(L):
+        uj = u[:, j:j + 1]
+        if sm.dependent:
+            k0 = torch.floor(uj / 2).long()
+            c0 = torch.cat([k0, k0 + 1, zero], 1)  # Q0: x̂ = 2k
+            m = 2 * torch.floor((uj - 1) / 2).long() + 1  # nearest odd at or below u
+            mm = torch.cat([m, m + 2], 1)
+            c1 = torch.cat([torch.where(mm > 0, (mm + 1) // 2, (mm - 1) // 2), zero], 1)  # Q1: x̂ = 2k − sgn k
+            cand = torch.where(quant == 0, c0[:, None, :], c1[:, None, :])  # (C, S, 3)
+            rec = 2 * cand - torch.sign(cand) * quant
+        else:
+            k0 = torch.floor(uj).long()
+            cand = torch.cat([k0, k0 + 1, zero], 1)[:, None, :]
+            rec = cand
+        d = f[:, j, None, None] * (uj[:, :, None] - rec.to(dt)) ** 2
+        J = cost[:, :, None] + d + lam * rate(cand, quant, prev[:, :, None]).to(dt)
+        par = cand & 1
+        J0, i0 = torch.where(par == 0, J, inf).min(-1)
+        J1, i1 = torch.where(par == 1, J, inf).min(-1)
+        Jsp = torch.stack([J0, J1], -1).reshape(C, S * 2)
+        lsp = torch.stack([cand.gather(2, i0[..., None])[..., 0], cand.gather(2, i1[..., None])[..., 0]],
+                          -1).reshape(C, S * 2)
+        arrive = Jsp[:, pred]  # (C, S_next, 2)
+        best, which = arrive.min(-1)
+        src = pred.expand(C, -1, -1).gather(2, which[..., None])[..., 0]  # flat (state, parity)
+        lv = lsp.gather(1, src)
+        back_level[j] = lv
+        back_pred[j] = src // 2
+        prev = lv
+        cost = best
+    out = torch.empty((C, L), dtype=torch.int64, device=dev)
+    s = cost.argmin(1)
+    rows = torch.arange(C, device=dev)
+    for j in range(L - 1, -1, -1):
+        out[:, j] = back_level[j, rows, s]
+        s = back_pred[j, rows, s]
+    return out
+
+
+class TableRate:
+    """Rate model in the entropy coder's image: −log2 p(|k| | quantizer, min(|prev|, 2)) from counts
+    of a previous pass, one sign bit for k ≠ 0, and an Exp-Golomb length beyond `max_level`.
+    Fitting it to the last solution and searching again is the usual two-pass RDOQ/TCQ loop.
+
+    >>> r = TableRate.fit(np.array([[0, 0, 1, 0]]), UNIFORM)
+    >>> bits = r(torch.tensor([[[0, 1]]]), torch.zeros(1, 1, 1, dtype=torch.long), torch.zeros(1, 1, 1, dtype=torch.long))
+    >>> bool(bits[0, 0, 0] < bits[0, 0, 1])
+    True
+    """
+
+    def __init__(self, bits: torch.Tensor, max_level: int):
+        self.bits = bits  # (2 quantizers, 3 prev classes, max_level + 1)
+        self.max_level = max_level
+
+    @classmethod
+    def fit(cls, levels: np.ndarray, sm: StateMachine, max_level: int = 24, device="cpu") -> "TableRate":
+        levels = np.asarray(levels, dtype=np.int64).reshape(levels.shape[0], -1) if levels.ndim > 1 else \
+            np.asarray(levels, dtype=np.int64).reshape(1, -1)
+        q = np.asarray(sm.quantizer)[track_states(levels, sm)] if sm.dependent else np.zeros_like(levels)
+        prev = np.zeros_like(levels)
+        prev[:, 1:] = levels[:, :-1]
+        pc = np.minimum(np.abs(prev), 2)
+        mag = np.minimum(np.abs(levels), max_level)
+        counts = np.zeros((2, 3, max_level + 1))
+        np.add.at(counts, (q, pc, mag), 1)
+        # Laplace-like prior so unseen magnitudes stay reachable but expensive.
+        prior = 0.5 * np.exp(-0.5 * np.arange(max_level + 1))
+        counts = counts + prior
+        p = counts / counts.sum(-1, keepdims=True)
+        bits = -np.log2(p) + (np.arange(max_level + 1) > 0)
+        return cls(torch.tensor(bits, dtype=torch.float64, device=device), max_level)
+
+    @classmethod
+    def flat(cls, max_level: int = 24, device="cpu") -> "TableRate":
+        """Before any statistics exist: a geometric guess that favours small levels."""
+        return cls.fit(np.zeros((1, 0), dtype=np.int64), UNIFORM, max_level, device)
+
+    def __call__(self, k: torch.Tensor, quant: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        a = k.abs()
+        m = a.clamp(max=self.max_level)
+        qi = quant.expand_as(k)
+        pc = prev.abs().clamp(max=2).expand_as(k)
+        bits = self.bits[qi, pc, m]
+        extra = a - self.max_level
+        esc = torch.where(extra > 0, 2 * torch.floor(torch.log2(extra.clamp(min=1).double() + 1)) + 1, 0.0)
+        return bits + esc
