@@ -1,0 +1,393 @@
+"""One side of the comparison: which codec with which options, and what that produced.
+
+The option widgets are generated from each codec's options dataclass (`core.options.specs`), so a codec
+added to the registry gets its controls here without any GUI code. Numbers become a slider with a spin
+box, choices a combo box, flags a check box. A change is *committed* (and triggers an encode) when a
+slider is released or a value is entered, never on every slider tick: encodes take tenths of a second
+and would pile up behind a dragged slider.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSlider,
+    QSpinBox, QToolButton, QVBoxLayout, QWidget,
+)
+
+from workbench.core.codecs import all_codecs, codec_class
+from workbench.core.errors import WorkbenchError
+from workbench.core.options import OptionSpec, build, specs
+from workbench.core.summary import GLOSSARY, format_size, is_lossless
+
+INT_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A side's choice: `codec` None means the original image itself."""
+
+    codec: str | None
+    options: Any = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return asdict(self.options) if self.options is not None else {}
+
+
+def short_name(codec: str) -> str:
+    """The codec's label without the library in parentheses: "JPEG (libjpeg-turbo)" -> "JPEG"."""
+    return codec_class(codec).label.split(" (")[0]
+
+
+def setting_text(codec: str, quality: Any) -> str:
+    """How a quality setting reads in sentences and captions, in the codec's own terms ("QP 30")."""
+    q_spec = next(s for s in specs(codec_class(codec).Options) if s.name == "quality")
+    return f"{q_spec.title.lower() if q_spec.label is None else q_spec.title} {quality:g}"
+
+
+class _Editor(QWidget):
+    """Base of the per-option editors: `value()`, `set_value()` and a `committed` signal."""
+
+    committed = Signal()
+
+    def __init__(self, spec: OptionSpec):
+        super().__init__()
+        self.spec = spec
+        self.setToolTip(spec.help)
+
+    def value(self) -> Any:
+        raise NotImplementedError
+
+    def set_value(self, value: Any) -> None:
+        raise NotImplementedError
+
+
+class _NumberEditor(_Editor):
+    """A slider for ranges (released = committed) beside a spin box for exact values."""
+
+    def __init__(self, spec: OptionSpec):
+        super().__init__(spec)
+        self._is_int = spec.type is int
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        if self._is_int:
+            self.spin: QSpinBox | QDoubleSpinBox = QSpinBox()
+            self._step = int(spec.step or 1)
+            self.spin.setRange(int(spec.minimum if spec.minimum is not None else -INT_LIMIT),
+                               int(spec.maximum if spec.maximum is not None else INT_LIMIT))
+            self.spin.setSingleStep(self._step)
+        else:
+            self.spin = QDoubleSpinBox()
+            span = (spec.maximum - spec.minimum) if spec.minimum is not None and spec.maximum is not None else 100.0
+            self._step = float(spec.step or _nice_step(span / 200.0))
+            self.spin.setDecimals(max(0, -math.floor(math.log10(self._step))) if self._step < 1 else 0)
+            self.spin.setRange(spec.minimum if spec.minimum is not None else -1e12,
+                               spec.maximum if spec.maximum is not None else 1e12)
+            self.spin.setSingleStep(self._step)
+        self.spin.setKeyboardTracking(False)       # typing "75" must not encode at 7 first
+        self.spin.setToolTip(spec.help)
+        self.slider: QSlider | None = None
+        if spec.minimum is not None and spec.maximum is not None:
+            self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setRange(0, self._to_ticks(spec.maximum))
+            self.slider.setPageStep(max(1, self.slider.maximum() // 10))
+            self.slider.setToolTip(spec.help)
+            self.slider.valueChanged.connect(self._slider_moved)
+            self.slider.sliderReleased.connect(self.committed)
+            lay.addWidget(self.slider, 1)
+        lay.addWidget(self.spin)
+        self.spin.valueChanged.connect(self._spin_changed)
+        self.set_value(spec.default)
+
+    def _to_ticks(self, v: float) -> int:
+        return int(round((v - (self.spec.minimum or 0)) / self._step))
+
+    def _from_ticks(self, t: int) -> float:
+        v = (self.spec.minimum or 0) + t * self._step
+        return int(round(v)) if self._is_int else round(v, 10)
+
+    def _slider_moved(self, ticks: int) -> None:
+        self.spin.blockSignals(True)
+        self.spin.setValue(self._from_ticks(ticks))
+        self.spin.blockSignals(False)
+        if not self.slider.isSliderDown():           # keyboard or a click on the groove: final at once
+            self.committed.emit()
+
+    def _spin_changed(self, value: float) -> None:
+        if self.slider is not None:
+            self.slider.blockSignals(True)
+            self.slider.setValue(self._to_ticks(value))
+            self.slider.blockSignals(False)
+        self.committed.emit()
+
+    def value(self) -> Any:
+        return int(self.spin.value()) if self._is_int else float(self.spin.value())
+
+    def set_value(self, value: Any) -> None:
+        self.spin.blockSignals(True)
+        self.spin.setValue(value)
+        self.spin.blockSignals(False)
+        if self.slider is not None:
+            self.slider.blockSignals(True)
+            self.slider.setValue(self._to_ticks(self.spin.value()))
+            self.slider.blockSignals(False)
+
+
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten: steps people can type."""
+    exp = math.floor(math.log10(raw)) if raw > 0 else 0
+    for m in (1, 2, 5, 10):
+        if raw <= m * 10**exp:
+            return m * 10**exp
+    return 10 ** (exp + 1)
+
+
+class _ChoiceEditor(_Editor):
+    def __init__(self, spec: OptionSpec):
+        super().__init__(spec)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.combo = QComboBox()
+        for c in spec.choices:
+            self.combo.addItem(str(c), c)
+        self.combo.setToolTip(spec.help)
+        lay.addWidget(self.combo)
+        self.set_value(spec.default)
+        self.combo.currentIndexChanged.connect(self.committed)
+
+    def value(self) -> Any:
+        return self.combo.currentData()
+
+    def set_value(self, value: Any) -> None:
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(max(0, self.combo.findData(value)))
+        self.combo.blockSignals(False)
+
+
+class _BoolEditor(_Editor):
+    def __init__(self, spec: OptionSpec):
+        super().__init__(spec)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.check = QCheckBox()
+        self.check.setToolTip(spec.help)
+        lay.addWidget(self.check)
+        self.set_value(spec.default)
+        self.check.toggled.connect(self.committed)
+
+    def value(self) -> Any:
+        return self.check.isChecked()
+
+    def set_value(self, value: Any) -> None:
+        self.check.blockSignals(True)
+        self.check.setChecked(bool(value))
+        self.check.blockSignals(False)
+
+
+class _TextEditor(_Editor):
+    def __init__(self, spec: OptionSpec):
+        super().__init__(spec)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit()
+        self.edit.setToolTip(spec.help)
+        lay.addWidget(self.edit)
+        self.set_value(spec.default)
+        self.edit.editingFinished.connect(self.committed)
+
+    def value(self) -> Any:
+        return self.spec.type(self.edit.text())
+
+    def set_value(self, value: Any) -> None:
+        self.edit.setText(str(value))
+
+
+def make_editor(spec: OptionSpec) -> _Editor:
+    if spec.choices:
+        return _ChoiceEditor(spec)
+    if spec.type is bool:
+        return _BoolEditor(spec)
+    if spec.type in (int, float):
+        return _NumberEditor(spec)
+    return _TextEditor(spec)
+
+
+class CodecPanel(QGroupBox):
+    """Codec chooser plus generated option widgets; emits `changed` when a new encode is due."""
+
+    changed = Signal()
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(title, parent)
+        lay = QVBoxLayout(self)
+        self.combo = QComboBox()
+        self.combo.setToolTip("What this side shows: the original image, or the image after compressing it "
+                              "with a codec. Greyed-out codecs are not available on this computer; hover "
+                              "over one to see why.")
+        self.combo.addItem("Original (no compression)", "")
+        model: QStandardItemModel = self.combo.model()
+        for cls in all_codecs():
+            ok, why = cls.availability()
+            self.combo.addItem(cls.label, cls.name)
+            item = model.item(self.combo.count() - 1)
+            if ok:
+                item.setToolTip(cls.quality_help or cls.label)
+            else:
+                item.setEnabled(False)
+                item.setToolTip(f"Not available here: {why}")
+        lay.addWidget(self.combo)
+        self._form_host = QWidget()
+        self._form = QFormLayout(self._form_host)
+        self._form.setContentsMargins(0, 4, 0, 0)
+        self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        lay.addWidget(self._form_host)
+        self._editors: dict[str, _Editor] = {}
+        self.combo.currentIndexChanged.connect(self._codec_changed)
+
+    def codec(self) -> str | None:
+        return self.combo.currentData() or None
+
+    def available_codecs(self) -> list[str]:
+        model: QStandardItemModel = self.combo.model()
+        return [self.combo.itemData(i) for i in range(1, self.combo.count()) if model.item(i).isEnabled()]
+
+    def selection(self) -> Selection:
+        codec = self.codec()
+        if codec is None:
+            return Selection(None)
+        values = {name: ed.value() for name, ed in self._editors.items()}
+        return Selection(codec, build(codec_class(codec).Options, values))
+
+    def set_selection(self, codec: str | None, values: dict[str, Any] | None = None) -> bool:
+        """Show `codec` with `values` without emitting `changed`; False when the codec cannot be chosen."""
+        index = self.combo.findData(codec or "")
+        if index < 0 or not self.combo.model().item(index).isEnabled():
+            return False
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(index)
+        self.combo.blockSignals(False)
+        self._rebuild(codec)
+        for name, value in (values or {}).items():
+            if name in self._editors:
+                try:
+                    self._editors[name].set_value(self._editors[name].spec.convert(value))
+                except WorkbenchError:
+                    pass                        # a stale saved value outside today's range: keep the default
+        return True
+
+    def state(self) -> dict[str, Any]:
+        """What QSettings stores, so the next session starts where this one ended."""
+        sel = self.selection()
+        return {"codec": sel.codec or "", "options": sel.values}
+
+    def _codec_changed(self) -> None:
+        self._rebuild(self.codec())
+        self.changed.emit()
+
+    def _rebuild(self, codec: str | None) -> None:
+        while self._form.rowCount():
+            self._form.removeRow(0)
+        self._editors.clear()
+        if codec is None:
+            self._form_host.setVisible(False)
+            return
+        cls = codec_class(codec)
+        for spec in specs(cls.Options):
+            editor = make_editor(spec)
+            if spec.name == "quality" and cls.quality_help:
+                editor.setToolTip(cls.quality_help)
+            editor.committed.connect(self.changed)
+            label = QLabel(spec.title)
+            label.setToolTip(editor.toolTip())
+            self._form.addRow(label, editor)
+            self._editors[spec.name] = editor
+        self._form_host.setVisible(True)
+
+
+class SideMetrics(QWidget):
+    """The numbers under one side, each with a plain-word tooltip, and a copy-command button."""
+
+    ROWS = (("size", "Size"), ("bpp", "Bits per pixel"), ("saved", "Saved"), ("psnr", "PSNR"),
+            ("ms_ssim", "MS-SSIM"), ("encode", "Encode time"), ("decode", "Decode time"))
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self._values: dict[str, QLabel] = {}
+        for key, title in self.ROWS:
+            name = QLabel(title)
+            value = QLabel("–")
+            value.setObjectName(key)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)
+            for w in (name, value):
+                w.setToolTip(GLOSSARY[key])
+            form.addRow(name, value)
+            self._values[key] = value
+        outer.addLayout(form)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setVisible(False)
+        outer.addWidget(self.status)
+        self.copy_button = QToolButton()
+        self.copy_button.setText("Copy CLI command")
+        self.copy_button.setToolTip("Put the `workbench compress ...` command that reproduces this file on "
+                                    "the clipboard.")
+        self.copy_button.setEnabled(False)
+        outer.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def value(self, key: str) -> str:
+        return self._values[key].text()
+
+    def show_busy(self, text: str) -> None:
+        self._set_status(text)
+
+    def show_error(self, text: str) -> None:
+        for label in self._values.values():
+            label.setText("–")
+        self.copy_button.setEnabled(False)
+        self._set_status(text)
+
+    def show_original(self, file_size: int, pixels: int, file_format: str) -> None:
+        self._fill(size=f"{format_size(file_size)} ({file_size:,} bytes, {file_format})",
+                   bpp=f"{8.0 * file_size / pixels:.3f}", saved="– (this is the original file)",
+                   psnr="– (reference)", ms_ssim="– (reference)", encode="–", decode="–")
+        self.copy_button.setEnabled(False)
+
+    def show_result(self, result, original_file_size: int) -> None:
+        """`result` is a core CompressResult; "saved" is measured against the file that was opened."""
+        q = result.quality
+        saved = 1.0 - result.size_bytes / original_file_size
+        psnr = "lossless (identical pixels)" if is_lossless(q.psnr) else f"{q.psnr:.2f} dB"
+        if q.ms_ssim is None:
+            ms = "n/a (image under 161 px)"
+        elif is_lossless(q.ms_ssim_db):
+            ms = "1 (identical)"
+        else:
+            ms = f"{q.ms_ssim:.4f} ({q.ms_ssim_db:.2f} dB)"
+        self._fill(size=f"{format_size(result.size_bytes)} ({result.size_bytes:,} bytes)", bpp=f"{result.bpp:.3f}",
+                   saved=f"{saved * 100:.1f} %" if saved >= 0 else f"{-saved * 100:.1f} % larger than the original",
+                   psnr=psnr, ms_ssim=ms, encode=_ms(result.encode_s), decode=_ms(result.decode_s))
+        self.copy_button.setEnabled(True)
+
+    def _fill(self, **texts: str) -> None:
+        for key, text in texts.items():
+            self._values[key].setText(text)
+        self._set_status("")
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"

@@ -1,0 +1,505 @@
+"""Live plots of whatever scalar metrics a running job reports.
+
+Jobs differ in what they measure (an annealing quantizer reports entropy, sigma and the soft-hard
+gap; a sweep reports bpp and PSNR), so the widget does not know the keys in advance: one small plot
+appears for every key the first time it is seen. Raw values are noisy during training, hence an
+exponential moving average drawn on top of the faint raw series, with the smoothing under the
+user's control. Plots keep every point; pyqtgraph's peak downsampling and clip-to-view keep
+redraws cheap however long the run gets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer, Slot
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import (
+    QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget,
+)
+from scipy.signal import lfilter
+
+from workbench.core.jobs import Progress
+from workbench.ui.job_runner import JobRunner
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    title: str
+    unit: str
+    help: str
+
+
+# Titles, units and plain-language explanations for the keys the core's jobs emit. Unknown keys
+# still get a plot, titled from the key itself.
+KNOWN_METRICS: dict[str, MetricInfo] = {
+    "loss": MetricInfo("Loss", "", "The training objective R + λ·D; lower is better."),
+    "rate": MetricInfo("Rate", "bpp", "Estimated bits per pixel from the entropy model."),
+    "bpp": MetricInfo("Rate", "bpp", "Bits per pixel: file size in bits divided by the number of pixels."),
+    "est_bpp": MetricInfo("Estimated rate", "bpp", "Bits per pixel the entropy model predicts."),
+    "entropy": MetricInfo("Entropy", "bits/symbol", "Average information per coded symbol; what an ideal "
+                          "entropy coder would spend."),
+    "bits_per_weight": MetricInfo("Rate", "bits/weight", "Compressed size of the network per parameter."),
+    "distortion": MetricInfo("Distortion", "", "The distortion term D of the loss."),
+    "mse": MetricInfo("MSE", "", "Mean squared error between original and reconstruction (0..255 scale)."),
+    "psnr": MetricInfo("PSNR", "dB", "Peak signal-to-noise ratio; higher means closer to the original. "
+                       "+1 dB is a clearly visible step at low quality."),
+    "ms_ssim": MetricInfo("MS-SSIM", "", "Multi-scale structural similarity, 0..1; closer to 1 means the "
+                          "structure of the image is better preserved."),
+    "ms_ssim_db": MetricInfo("MS-SSIM", "dB", "MS-SSIM as −10·log10(1 − MS-SSIM), so small gains near 1 "
+                             "stay visible."),
+    "sigma": MetricInfo("Softness σ", "", "Sharpness of the soft assignment to codebook centres; annealed "
+                        "upwards so the soft quantizer approaches the hard one."),
+    "temperature": MetricInfo("Temperature", "", "How far the stochastic rounding surrogate is from hard "
+                              "rounding; falls during training."),
+    "soft_hard_gap": MetricInfo("Soft–hard gap", "", "Difference between the soft and the hard quantized "
+                                "values; should shrink as σ grows."),
+    "gap": MetricInfo("Soft–hard gap", "", "Difference between the soft and the hard quantized values; "
+                      "should shrink during annealing."),
+    "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
+    "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
+    "accuracy": MetricInfo("Accuracy", "%", "Share of test samples the network classifies correctly."),
+    "step_size": MetricInfo("Step Δ", "", "Quantization step size."),
+}
+
+_COLUMNS = 3
+_DEFAULT_SMOOTHING = 0.6
+#: Each plot is refreshed at most 10 times a second, and plots take turns: one plot per event-loop
+#: pass, at least MIN_TICK_MS apart. Repainting a plot costs several milliseconds, and Qt repaints
+#: every dirty widget of a window in one pass, so updating the whole grid at once would freeze the
+#: window for the sum of them. The progress bar and status line still follow every delivered event.
+REDRAW_INTERVAL_MS = 100
+MIN_TICK_MS = 15
+
+
+def metric_info(key: str) -> MetricInfo:
+    info = KNOWN_METRICS.get(key)
+    if info is not None:
+        return info
+    return MetricInfo(key.replace("_", " ").strip().capitalize() or key, "", "")
+
+
+class _Series:
+    """Growing x/y/EMA arrays (capacity doubles) so appending stays O(1) amortised."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.x = np.empty(256)
+        self.y = np.empty(256)
+        self.ema = np.empty(256)
+
+    def append(self, xs: np.ndarray, ys: np.ndarray, alpha: float) -> None:
+        need = self.n + len(xs)
+        if need > len(self.x):
+            cap = max(need, 2 * len(self.x))
+            for name in ("x", "y", "ema"):
+                arr = np.empty(cap)
+                arr[: self.n] = getattr(self, name)[: self.n]
+                setattr(self, name, arr)
+        self.x[self.n:need] = xs
+        self.y[self.n:need] = ys
+        self.ema[self.n:need] = _ema(ys, alpha, self.ema[self.n - 1] if self.n else None)
+        self.n = need
+
+    def resmooth(self, alpha: float) -> None:
+        self.ema[: self.n] = _ema(self.y[: self.n], alpha, None)
+
+
+def _ema(values: np.ndarray, alpha: float, previous: float | None) -> np.ndarray:
+    """EMA with weight `alpha` on the past, seeded with the first value so the curve starts on the data."""
+    if len(values) == 0:
+        return values
+    seed = values[0] if previous is None else previous
+    out, _ = lfilter([1.0 - alpha], [1.0, -alpha], values, zi=[alpha * seed])
+    return out
+
+
+class _MetricPlot:
+    def __init__(self, key: str, widget: pg.PlotWidget, index: int, series: _Series):
+        self.info = metric_info(key)
+        self.widget = widget
+        self.plot = plot = widget.getPlotItem()
+        self.index = index
+        self.series = series
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setClipToView(True)
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        self.raw = plot.plot([], [])
+        self.smooth = plot.plot([], [])
+        plot.setToolTip(f"{self.info.help}\n\nHorizontal axis: step of the job." if self.info.help
+                        else "Horizontal axis: step of the job.")
+
+    def redraw(self) -> None:
+        n = self.series.n
+        self.raw.setData(self.series.x[:n], self.series.y[:n])
+        self.smooth.setData(self.series.x[:n], self.series.ema[:n])
+
+    def title(self) -> str:
+        unit = f" ({self.info.unit})" if self.info.unit else ""
+        if not self.series.n:
+            return f"{self.info.title}{unit}"
+        return f"{self.info.title}{unit}: {_fmt(self.series.y[self.series.n - 1])}"
+
+
+def _fmt(v: float) -> str:
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 1000 or a < 0.01:
+        return f"{v:.3g}"
+    return f"{v:.4g}" if a < 1 else f"{v:.2f}"
+
+
+class LiveCurves(QWidget):
+    """Progress of one job: a grid of metric plots, a progress bar, a status line, Pause and Cancel.
+
+    Feed it with `attach(runner)` (it then resets itself on every start) or directly with
+    `add_events(events)`.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._runner: JobRunner | None = None
+        self._series: dict[str, _Series] = {}       # data, in the order the keys first appeared
+        self._plots: dict[str, _MetricPlot] = {}     # their plots, created on their first turn
+        self._alpha = _DEFAULT_SMOOTHING
+        self._started_at: float | None = None
+        self._last: Progress | None = None
+        self._dirty: dict[str, None] = {}            # keys waiting for their turn, oldest first
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self._redraw_next)
+
+        # One PlotWidget per metric in a grid rather than one GraphicsLayoutWidget: separate widgets
+        # are repainted separately, which is what lets the plots take turns (see REDRAW_INTERVAL_MS).
+        self._canvas = QWidget()
+        self._canvas.setMinimumHeight(180)
+        self._grid = QGridLayout(self._canvas)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(6)
+        self._empty = QLabel("Curves appear here while a job runs.")
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty.setEnabled(False)
+
+        self._bar = QProgressBar()
+        self._bar.setRange(0, 1)
+        self._bar.setValue(0)
+        self._bar.setTextVisible(True)
+        self._bar.setFormat("idle")
+        self._status = QLabel("")
+        self._status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._pause = QPushButton("Pause")
+        self._pause.setToolTip("Hold the job after the current step; nothing is lost.")
+        self._pause.setEnabled(False)
+        self._pause.clicked.connect(self._toggle_pause)
+        self._cancel = QPushButton("Cancel")
+        self._cancel.setToolTip("Stop the job after the current step.")
+        self._cancel.setEnabled(False)
+        self._cancel.clicked.connect(self._on_cancel_clicked)
+
+        self._slider = QSlider(Qt.Orientation.Horizontal)
+        self._slider.setRange(0, 99)
+        self._slider.setValue(round(_DEFAULT_SMOOTHING * 100))
+        self._slider.setFixedWidth(140)
+        self._slider.setToolTip("Exponential moving average drawn over the faint raw values: 0 shows the raw "
+                                "curve, 0.99 averages over about the last hundred steps.")
+        self._slider.valueChanged.connect(self._on_smoothing)
+        self._slider_label = QLabel()
+        self._slider_label.setMinimumWidth(32)
+        self._update_slider_label()
+
+        top = QHBoxLayout()
+        top.addWidget(self._bar, 1)
+        top.addWidget(self._pause)
+        top.addWidget(self._cancel)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self._status, 1)
+        bottom.addWidget(QLabel("Smoothing"))
+        bottom.addWidget(self._slider)
+        bottom.addWidget(self._slider_label)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(bottom)
+        layout.addWidget(self._empty, 1)
+        layout.addWidget(self._canvas, 1)
+        self._canvas.hide()
+        self._apply_palette()
+
+    # -- public API ------------------------------------------------------------------------------
+    def attach(self, runner: JobRunner | None) -> None:
+        """Follow `runner`: its events feed the plots and the buttons control it."""
+        if self._runner is not None:
+            for signal, slot in self._connections():
+                signal.disconnect(slot)
+        self._runner = runner
+        if runner is not None:
+            for signal, slot in self._connections():
+                signal.connect(slot)
+        self._set_running(runner is not None and runner.is_running())
+
+    def reset(self) -> None:
+        """Forget all curves and progress (a new job starts from an empty grid)."""
+        for mp in self._plots.values():
+            self._grid.removeWidget(mp.widget)
+            mp.widget.deleteLater()
+        self._plots.clear()
+        self._series.clear()
+        self._dirty.clear()
+        self._redraw_timer.stop()
+        self._canvas.hide()
+        self._empty.show()
+        self._last = None
+        self._started_at = None
+        self._bar.setRange(0, 1)
+        self._bar.setValue(0)
+        self._bar.setFormat("idle")
+        self._status.setText("")
+
+    def add_events(self, events: Iterable[Progress]) -> None:
+        events = list(events)
+        if not events:
+            return
+        if self._started_at is None:
+            self._started_at = time.monotonic()
+        columns: dict[str, tuple[list[float], list[float]]] = {}
+        for ev in events:
+            for key, value in ev.metrics.items():
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(v):
+                    xs, ys = columns.setdefault(key, ([], []))
+                    xs.append(float(ev.step))
+                    ys.append(v)
+        for key, (xs, ys) in columns.items():
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series()
+            series.append(np.asarray(xs), np.asarray(ys), self._alpha)
+            self._dirty[key] = None
+        self._show_progress(events[-1])
+        self._schedule_redraw()
+
+    def keys(self) -> list[str]:
+        """Metric keys seen so far (each gets a plot), in the order they first appeared."""
+        return list(self._series)
+
+    def is_drawn(self) -> bool:
+        """True when every received value is in the plots (no redraw is pending)."""
+        return not self._dirty
+
+    def smoothing(self) -> float:
+        return self._alpha
+
+    def set_smoothing(self, alpha: float) -> None:
+        self._slider.setValue(round(min(0.99, max(0.0, alpha)) * 100))
+
+    # -- internals -------------------------------------------------------------------------------
+    def _connections(self):
+        r = self._runner
+        return ((r.started, self._on_started), (r.progress_batch, self.add_events),
+                (r.finished, self._on_finished), (r.failed, self._on_failed),
+                (r.cancelled, self._on_cancelled), (r.paused_changed, self._on_paused_changed))
+
+    def _schedule_redraw(self) -> None:
+        if self._dirty and not self._redraw_timer.isActive():
+            self._redraw_timer.start(max(MIN_TICK_MS, REDRAW_INTERVAL_MS // max(1, len(self._series))))
+
+    @Slot()
+    def _redraw_next(self) -> None:
+        """Bring the plot that has waited longest up to date, then let the event loop paint it."""
+        if not self._dirty:
+            return
+        key = next(iter(self._dirty))
+        del self._dirty[key]
+        mp = self._plots.get(key) or self._add_plot(key)
+        mp.redraw()
+        mp.plot.setTitle(mp.title(), color=self._fg_hex(), size="9pt")
+        self._schedule_redraw()
+
+    def _add_plot(self, key: str) -> _MetricPlot:
+        i = list(self._series).index(key)
+        widget = pg.PlotWidget()
+        widget.setMinimumSize(160, 150)
+        self._grid.addWidget(widget, i // _COLUMNS, i % _COLUMNS)
+        mp = _MetricPlot(key, widget, i, self._series[key])
+        self._plots[key] = mp
+        self._style_plot(mp)
+        if len(self._plots) == 1:
+            self._empty.hide()
+            self._canvas.show()
+        return mp
+
+    def _show_progress(self, ev: Progress) -> None:
+        self._last = ev
+        elapsed = time.monotonic() - (self._started_at or time.monotonic())
+        if ev.total:
+            self._bar.setRange(0, ev.total)
+            self._bar.setValue(min(ev.step, ev.total))
+            text = f"{ev.step} / {ev.total}"
+            frac = ev.fraction or 0.0
+            if 0 < frac < 1 and elapsed > 2:
+                text += f" · about {_duration(elapsed * (1 - frac) / frac)} left"
+            self._bar.setFormat(text)
+        else:
+            self._bar.setRange(0, 0)            # busy indicator: the job does not know its length
+            self._bar.setFormat(f"step {ev.step}")
+        self._status.setText(ev.message)
+        self._status.setToolTip(ev.message)
+
+    def _set_running(self, running: bool) -> None:
+        self._pause.setEnabled(running)
+        self._cancel.setEnabled(running)
+        self._pause.setText("Resume" if running and self._runner.is_paused() else "Pause")
+
+    @Slot()
+    def _on_started(self) -> None:
+        self.reset()
+        self._started_at = time.monotonic()
+        self._bar.setRange(0, 0)
+        self._bar.setFormat("starting…")
+        self._status.setText("Starting…")
+        self._set_running(True)
+
+    @Slot(object)
+    def _on_finished(self, _result: object) -> None:
+        self._set_running(False)
+        if self._bar.maximum() == 0:
+            self._bar.setRange(0, 1)
+        self._bar.setValue(self._bar.maximum())
+        self._bar.setFormat(f"done in {_duration(self._elapsed())}")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._set_running(False)
+        self._stop_busy()
+        self._bar.setFormat("failed")
+        self._status.setText(f"Failed: {message}")
+        self._status.setToolTip(message)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self._set_running(False)
+        self._stop_busy()
+        step = self._last.step if self._last is not None else 0
+        self._bar.setFormat(f"cancelled at step {step}")
+        self._status.setText(f"Cancelled after {_duration(self._elapsed())}.")
+
+    @Slot(bool)
+    def _on_paused_changed(self, paused: bool) -> None:
+        self._pause.setText("Resume" if paused else "Pause")
+        if paused:
+            self._status.setText("Paused (the current step finishes first).")
+        elif self._last is not None:
+            self._status.setText(self._last.message)
+
+    @Slot()
+    def _toggle_pause(self) -> None:
+        if self._runner is None:
+            return
+        if self._runner.is_paused():
+            self._runner.resume()
+        else:
+            self._runner.pause()
+
+    @Slot()
+    def _on_cancel_clicked(self) -> None:
+        if self._runner is not None:
+            self._cancel.setEnabled(False)
+            self._status.setText("Cancelling after the current step…")
+            self._runner.cancel()
+
+    @Slot(int)
+    def _on_smoothing(self, value: int) -> None:
+        self._alpha = value / 100.0
+        self._update_slider_label()
+        for key, series in self._series.items():
+            series.resmooth(self._alpha)
+            self._dirty[key] = None
+        self._schedule_redraw()
+
+    def _update_slider_label(self) -> None:
+        self._slider_label.setText(f"{self._alpha:.2f}")
+
+    def _stop_busy(self) -> None:
+        if self._bar.maximum() == 0:
+            self._bar.setRange(0, 1)
+            self._bar.setValue(0)
+
+    def _elapsed(self) -> float:
+        return 0.0 if self._started_at is None else time.monotonic() - self._started_at
+
+    # -- palette ---------------------------------------------------------------------------------
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def _fg_hex(self) -> str:
+        return self.palette().color(QPalette.ColorRole.WindowText).name()
+
+    def _apply_palette(self) -> None:
+        for mp in self._plots.values():
+            self._style_plot(mp)
+
+    def _style_plot(self, mp: _MetricPlot) -> None:
+        pal = self.palette()
+        fg = style_plot_widget(mp.widget, pal)
+        color = series_color(mp.index, is_dark(pal))
+        faint = QColor(color)
+        faint.setAlpha(70)
+        mp.raw.setPen(pg.mkPen(faint, width=1))
+        mp.smooth.setPen(pg.mkPen(color, width=2))
+        mp.plot.setTitle(mp.title(), color=fg.name(), size="9pt")
+
+
+def style_plot_widget(widget: pg.PlotWidget, pal: QPalette) -> QColor:
+    """Give a plot the palette's colours (light or dark theme) and a grid; returns the foreground colour.
+
+    The grid is drawn at major ticks only, in an opaque colour mixed from background and foreground:
+    pyqtgraph's default translucent grid with minor lines makes every repaint about three times as
+    expensive, which is what decides whether the window stays fluid while a job streams points.
+    """
+    fg = pal.color(QPalette.ColorRole.WindowText)
+    bg = pal.color(QPalette.ColorRole.Base)
+    widget.setBackground(bg)
+    plot = widget.getPlotItem()
+    plot.showGrid(x=True, y=True, alpha=1.0)
+    grid = QColor.fromRgbF(*(b + 0.13 * (f - b) for f, b in zip(fg.getRgbF()[:3], bg.getRgbF()[:3])))
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.mkPen(fg))
+        axis.setTextPen(pg.mkPen(fg))
+        axis.setTickPen(pg.mkPen(grid))
+        axis.setStyle(tickAlpha=255, maxTickLevel=0)
+        axis.setZValue(-100)                    # grid behind the data (and behind a legend)
+    return fg
+
+
+def is_dark(pal: QPalette) -> bool:
+    return pal.color(QPalette.ColorRole.Base).lightness() < 128
+
+
+def series_color(index: int, dark: bool) -> QColor:
+    """Well separated hues (golden-angle steps), brighter on dark backgrounds so lines stay legible."""
+    hue = int((index * 137.508 + 210) % 360)
+    return QColor.fromHsv(hue, 170 if dark else 220, 245 if dark else 185)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"

@@ -1,0 +1,641 @@
+"""Rate-distortion sweeps in the GUI: pick codecs, run, watch the curves grow, read the BD-rate table.
+
+The sweep itself is `workbench.core.bench.bench_job`. Its progress events do not say which codec and
+setting they belong to, and the live plot needs exactly that, so the view runs the sweep one point at
+a time (`rd_sweep_job`): each point is a one-setting `bench_job` whose returned result names the point
+exactly. The points are collected into the same `BenchResult` the CLI builds, so plots, BD-rates and
+exports all come from the core's own means and formulas.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView, QButtonGroup, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+    QHeaderView, QLabel, QListWidget, QListWidgetItem, QMessageBox, QProgressBar, QPushButton,
+    QRadioButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from workbench.core.atomic import write_bytes_atomic
+from workbench.core.bench import BenchResult, RDPoint, bench_job
+from workbench.core.bench_report import rd_plot_png
+from workbench.core.codecs import all_codecs, codec_class
+from workbench.core.errors import WorkbenchError
+from workbench.core.jobs import Job, Progress, run
+from workbench.core.summary import GLOSSARY, size_phrase
+from workbench.ui.job_runner import JobRunner
+from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_plot_widget
+
+#: Codecs ticked when the view opens: the usual anchor and its most common challenger.
+DEFAULT_CODECS = ("jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class RDProgress(Progress):
+    """A sweep event that also carries the measured point, so the plot needs no message parsing."""
+
+    point: RDPoint | None = None
+
+
+def rd_sweep_job(images: Sequence[str | Path], codecs: Sequence[str],
+                 sweeps: Mapping[str, Sequence[float]] | None = None) -> Job[BenchResult]:
+    """`bench_job` over images × codecs × settings, one point per event, returning the combined result.
+
+    Order and means are those of `bench_job`: images outermost, then codecs, then settings. Each point
+    reloads its image (about 15 ms for a 768×600 PNG), small beside the encode, decode and MS-SSIM.
+    """
+    sweeps = dict(sweeps or {})
+    plan = [(name, tuple(sweeps.get(name) or codec_class(name).sweep)) for name in codecs]
+    total = len(images) * sum(len(qualities) for _, qualities in plan)
+    result = BenchResult(codecs=list(codecs))
+    step = 0
+    for path in images:
+        for name, qualities in plan:
+            for q in qualities:
+                single = run(bench_job([path], [name], {name: (q,)}))
+                point = single.points[0]
+                if point.image not in result.images:
+                    result.images.append(point.image)
+                result.points.append(point)
+                step += 1
+                metrics = {"bpp": point.bpp, "psnr": point.psnr}
+                if point.ms_ssim_db is not None:
+                    metrics["ms_ssim_db"] = point.ms_ssim_db
+                yield RDProgress(step, total, f"{point.image}: {name} q={q:g} gives {point.bpp:.3f} bpp at "
+                                 f"{point.psnr:.2f} dB PSNR", metrics=metrics, point=point)
+    return result
+
+
+class RDView(QWidget):
+    """The "RD curves" tab.
+
+    The main window calls `set_images(paths)` when a folder is opened and `set_current(path)` when the
+    shown image changes; everything else is driven by the user (or by `run()` / `cancel()`).
+    """
+
+    #: Emitted with the finished `BenchResult` of every completed sweep.
+    sweep_finished = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None, *, sweeps: Mapping[str, Sequence[float]] | None = None):
+        super().__init__(parent)
+        self._sweeps = dict(sweeps or {})
+        self._images: list[Path] = []
+        self._current: Path | None = None
+        self._live = BenchResult()             # the sweep in progress, or the last finished one
+        self._result: BenchResult | None = None  # the last finished sweep (what exports write)
+        self._per_image = 0
+        self._colors: dict[str, int] = {}
+        self._second_plot = QTimer(self)
+        self._second_plot.setSingleShot(True)
+        self._second_plot.timeout.connect(lambda: self._redraw_plot("ms_ssim_db"))
+        self.runner = JobRunner(self)
+        self.runner.progress_batch.connect(self._on_batch)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+
+        self._build_controls()
+        self._build_plots()
+        self._build_table()
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self._plots_box)
+        right.addWidget(self._table_box)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self._controls)
+        layout.addWidget(right, 1)
+        self._apply_palette()
+        self._on_codecs_changed()
+        self._refresh_scope()
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        self._codec_list = QListWidget()
+        self._codec_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        for index, cls in enumerate(all_codecs()):
+            self._colors[cls.name] = index
+            ok, why = cls.availability()
+            item = QListWidgetItem(cls.label)
+            item.setData(Qt.ItemDataRole.UserRole, cls.name)
+            if ok:
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if cls.name in DEFAULT_CODECS else Qt.CheckState.Unchecked)
+                settings = self._sweeps.get(cls.name) or cls.sweep
+                tip = f"{cls.name}: {len(settings)} settings ({', '.join(f'{q:g}' for q in settings)})"
+                item.setToolTip(tip + (f"\n{cls.quality_help}" if cls.quality_help else ""))
+            else:
+                item.setFlags(Qt.ItemFlag.ItemIsUserCheckable)   # shown, but greyed out and not tickable
+                item.setCheckState(Qt.CheckState.Unchecked)
+                item.setText(f"{cls.label} (not available)")
+                item.setToolTip(why)
+            self._codec_list.addItem(item)
+        self._codec_list.itemChanged.connect(self._on_codecs_changed)
+        rows = self._codec_list.sizeHintForRow(0) * self._codec_list.count()
+        self._codec_list.setFixedHeight(rows + 2 * self._codec_list.frameWidth() + 4)
+
+        self._anchor = QComboBox()
+        self._anchor.setToolTip("The codec the others are measured against in the BD-rate table.")
+        self._anchor.currentIndexChanged.connect(self._update_table)
+
+        self._scope_current = QRadioButton("Current image")
+        self._scope_folder = QRadioButton("All images of the folder")
+        self._scope = QButtonGroup(self)
+        self._scope.addButton(self._scope_current)
+        self._scope.addButton(self._scope_folder)
+        self._scope_current.setChecked(True)
+        self._scope.buttonToggled.connect(self._refresh_buttons)
+
+        self._run = QPushButton("Run sweep")
+        self._run.setDefault(True)
+        self._run.clicked.connect(self.run)
+        self._cancel = QPushButton("Cancel")
+        self._cancel.setToolTip("Stop after the point being measured; the points so far stay on the plots.")
+        self._cancel.clicked.connect(self.cancel)
+        self._bar = QProgressBar()
+        self._bar.setRange(0, 1)
+        self._bar.setValue(0)
+        self._bar.setFormat("")
+        self._status = QLabel("")
+        self._status.setWordWrap(True)
+        self._status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self._export_csv = QPushButton("CSV…")
+        self._export_csv.setToolTip("Save the plotted curves (mean bpp, PSNR and MS-SSIM per codec and setting) "
+                                    "as a CSV table.")
+        self._export_csv.clicked.connect(self._ask_export_csv)
+        self._export_json = QPushButton("JSON…")
+        self._export_json.setToolTip("Save one results file per codec in CompressAI's JSON format into a folder, "
+                                     "ready for CompressAI's plotting scripts.")
+        self._export_json.clicked.connect(self._ask_export_json)
+        self._export_png = QPushButton("PNG…")
+        self._export_png.setToolTip("Save both rate-distortion plots as a PNG figure.")
+        self._export_png.clicked.connect(self._ask_export_png)
+
+        codecs_box = QGroupBox("Codecs")
+        QVBoxLayout(codecs_box).addWidget(self._codec_list)
+        self._scope_box = scope_box = QGroupBox("Images")
+        scope_layout = QVBoxLayout(scope_box)
+        scope_layout.addWidget(self._scope_current)
+        scope_layout.addWidget(self._scope_folder)
+        form = QFormLayout()
+        form.addRow("Anchor", self._anchor)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._run)
+        buttons.addWidget(self._cancel)
+        exports = QHBoxLayout()
+        exports.addWidget(self._export_csv)
+        exports.addWidget(self._export_json)
+        exports.addWidget(self._export_png)
+        export_box = QGroupBox("Export")
+        export_box.setLayout(exports)
+
+        self._controls = QWidget()
+        self._controls.setFixedWidth(290)
+        col = QVBoxLayout(self._controls)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(codecs_box)
+        col.addLayout(form)
+        col.addWidget(scope_box)
+        col.addLayout(buttons)
+        col.addWidget(self._bar)
+        col.addWidget(self._status)
+        col.addWidget(export_box)
+        col.addStretch(1)
+
+    def _build_plots(self) -> None:
+        self._psnr_plot = pg.PlotWidget()
+        self._msssim_plot = pg.PlotWidget()
+        axes = ((self._psnr_plot, "PSNR (dB)", "PSNR vs rate", GLOSSARY["psnr"]),
+                (self._msssim_plot, "MS-SSIM (dB)", "MS-SSIM vs rate", GLOSSARY["ms_ssim"]))
+        for widget, ylabel, title, tip in axes:
+            plot = widget.getPlotItem()
+            plot.setLabel("bottom", "bits per pixel (bpp)")
+            plot.setLabel("left", ylabel)
+            plot.setMenuEnabled(False)
+            plot.addLegend(offset=(-10, -10))      # lower right: RD curves rise away from that corner
+            plot.legend.setZValue(10)
+            plot.setTitle(title, size="10pt")
+            widget.setToolTip(f"{tip}\n\n{GLOSSARY['bpp']}\n\nUp and to the left is better: more quality "
+                              f"for fewer bits. Each point is the mean over the images measured so far.")
+            widget.setMinimumSize(260, 220)
+        self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self._plots_box = QWidget()
+        row = QHBoxLayout(self._plots_box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self._psnr_plot)
+        row.addWidget(self._msssim_plot)
+
+    def _build_table(self) -> None:
+        self._table = QTableWidget(0, 3)
+        self._table.setHorizontalHeaderLabels(["Codec", "BD-rate (PSNR)", "BD-rate (MS-SSIM)"])
+        for col, tip in enumerate(("", GLOSSARY["bd_rate"] + " Quality measured in PSNR.",
+                                   GLOSSARY["bd_rate"] + " Quality measured in MS-SSIM (dB)."), start=0):
+            if tip:
+                self._table.horizontalHeaderItem(col).setToolTip(tip)
+        self._table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2):
+            self._table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self._table.verticalHeader().setVisible(False)
+        self._table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self._summary = QLabel("")
+        self._summary.setWordWrap(True)
+        self._summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._table_box = QWidget()
+        col = QVBoxLayout(self._table_box)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self._table, 1)
+        col.addWidget(self._summary)
+
+    # -- public API ------------------------------------------------------------------------------
+    def set_images(self, paths: Sequence[str | Path]) -> None:
+        """The images of the opened folder (the "all images" scope)."""
+        self._images = [Path(p) for p in paths]
+        self._refresh_scope()
+
+    def set_current(self, path: str | Path | None) -> None:
+        """The image shown in the main window (the "current image" scope)."""
+        self._current = None if path is None else Path(path)
+        self._refresh_scope()
+
+    def selected_codecs(self) -> list[str]:
+        return [self._codec_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self._codec_list.count())
+                if self._codec_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def set_selected_codecs(self, names: Sequence[str]) -> None:
+        """Tick exactly `names` (unavailable codecs stay unticked)."""
+        for i in range(self._codec_list.count()):
+            item = self._codec_list.item(i)
+            if item.flags() & Qt.ItemFlag.ItemIsEnabled:
+                wanted = item.data(Qt.ItemDataRole.UserRole) in names
+                item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+
+    def anchor(self) -> str | None:
+        return self._anchor.currentData()
+
+    def set_anchor(self, name: str) -> None:
+        index = self._anchor.findData(name)
+        if index < 0:
+            raise ValueError(f"{name} is not one of the ticked codecs")
+        self._anchor.setCurrentIndex(index)
+
+    def set_scope(self, all_images: bool) -> None:
+        (self._scope_folder if all_images else self._scope_current).setChecked(True)
+
+    def result(self) -> BenchResult | None:
+        """The last completed sweep, or None."""
+        return self._result
+
+    def is_running(self) -> bool:
+        return self.runner.is_running()
+
+    @Slot()
+    def run(self) -> None:
+        """Start a sweep of the ticked codecs over the chosen images."""
+        images = self._scope_images()
+        codecs = self.selected_codecs()
+        if self.runner.is_running() or not images or not codecs:
+            return
+        self._per_image = sum(len(self._sweeps.get(c) or codec_class(c).sweep) for c in codecs)
+        self._live = BenchResult(codecs=list(codecs))
+        self._result = None
+        self._clear_plots()
+        self._update_table()
+        self._bar.setRange(0, self._per_image * len(images))
+        self._bar.setValue(0)
+        self._bar.setFormat("%v / %m points")
+        self._status.setText(f"Measuring {len(codecs)} codec{'s' * (len(codecs) > 1)} on "
+                             f"{_count(len(images), 'image')}…")
+        sweeps = {c: tuple(self._sweeps[c]) for c in codecs if c in self._sweeps}
+        self.runner.start(lambda: rd_sweep_job(images, codecs, sweeps))
+        self._refresh_buttons()
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.runner.is_running():
+            self._cancel.setEnabled(False)
+            self._status.setText("Stopping after the point being measured…")
+            self.runner.cancel()
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the per-setting means (what the plots show) as CSV."""
+        result = self._require_result()
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["codec", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s",
+                         "images"])
+        for codec in result.codecs:
+            c = result.curve(codec)
+            for i in range(len(c.bpp)):
+                writer.writerow([codec, f"{c.quality[i]:g}", _num(c.bpp[i]), _num(c.psnr[i]), _num(c.ms_ssim[i]),
+                                 _num(c.ms_ssim_db[i]), _num(c.encode_s[i]), _num(c.decode_s[i]),
+                                 len(result.images)])
+        return write_bytes_atomic(path, buf.getvalue().encode())
+
+    def export_json(self, folder: str | Path) -> list[Path]:
+        """Write `<codec>.json` per codec in CompressAI's results schema (as `workbench bench` does)."""
+        result = self._require_result()
+        out = Path(folder)
+        return [write_bytes_atomic(out / f"{codec}.json",
+                                   (json.dumps(_json_safe(result.compressai_json(codec)), indent=1) + "\n").encode())
+                for codec in result.codecs]
+
+    def export_png(self, path: str | Path) -> Path:
+        """Write both RD plots as one PNG figure (drawn by the core, identical to the CLI report)."""
+        return write_bytes_atomic(path, rd_plot_png(self._require_result()))
+
+    # -- running ---------------------------------------------------------------------------------
+    @Slot(list)
+    def _on_batch(self, events: list) -> None:
+        image_done = False
+        for ev in events:
+            if isinstance(ev, RDProgress) and ev.point is not None:
+                self._live.points.append(ev.point)
+                if ev.point.image not in self._live.images:
+                    self._live.images.append(ev.point.image)
+                image_done = image_done or ev.step % self._per_image == 0
+        last = events[-1]
+        self._bar.setValue(last.step)
+        self._status.setText(last.message)
+        self._redraw()
+        if image_done:
+            self._update_table()                # cheap, but only meaningful once every codec saw the image
+
+    @Slot(object)
+    def _on_finished(self, result: BenchResult) -> None:
+        self._live = result
+        self._result = result
+        self._redraw()
+        self._update_table()
+        self._bar.setValue(self._bar.maximum())
+        self._status.setText(f"Done: {_count(len(result.points), 'point')} on {_count(len(result.images), 'image')}.")
+        self._refresh_buttons()
+        self.sweep_finished.emit(result)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._status.setText(f"The sweep stopped: {message}")
+        self._refresh_buttons()
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self._status.setText(f"Cancelled after {_count(len(self._live.points), 'point')}; the plots show them, "
+                             f"exports need a complete sweep.")
+        self._refresh_buttons()
+
+    # -- drawing ---------------------------------------------------------------------------------
+    def _clear_plots(self) -> None:
+        self._second_plot.stop()
+        for (_, which), item in self._curves.items():
+            plot = self._psnr_plot if which == "psnr" else self._msssim_plot
+            plot.getPlotItem().legend.removeItem(item)
+            plot.removeItem(item)
+        self._curves.clear()
+        self._set_title(self._msssim_plot, "MS-SSIM vs rate")
+
+    def _redraw(self) -> None:
+        """Update the PSNR plot now and the MS-SSIM plot on the next pass of the event loop.
+
+        Qt repaints every changed plot of a window in one go; taking turns halves the longest time
+        the window spends painting after a point arrives.
+        """
+        self._redraw_plot("psnr")
+        self._second_plot.start(MIN_TICK_MS)
+
+    def is_drawn(self) -> bool:
+        """True when both plots show every point received so far."""
+        return not self._second_plot.isActive()
+
+    def _redraw_plot(self, which: str) -> None:
+        dark = is_dark(self.palette())
+        missing = False
+        for codec in self._live.codecs:
+            curve = self._live.curve(codec)
+            if not curve.bpp:
+                continue
+            if which == "psnr":
+                xs, ys = curve.bpp, curve.psnr
+            else:
+                pairs = [(r, m) for r, m in zip(curve.bpp, curve.ms_ssim_db) if m is not None and math.isfinite(m)]
+                missing = missing or len(pairs) < len(curve.bpp)
+                xs, ys = [r for r, _ in pairs], [m for _, m in pairs]
+            item = self._curves.get((codec, which)) or self._make_curve(codec, which, dark)
+            item.setData(list(xs), list(ys))
+        if missing:
+            self._set_title(self._msssim_plot, "MS-SSIM vs rate (not measured for images under 161 pixels on a side)")
+
+    def _make_curve(self, codec: str, which: str, dark: bool) -> pg.PlotDataItem:
+        color = series_color(self._colors.get(codec, 0), dark)
+        plot = self._psnr_plot if which == "psnr" else self._msssim_plot
+        item = plot.plot([], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7,
+                         symbolBrush=color, symbolPen=pg.mkPen(color), name=codec_class(codec).label)
+        self._curves[(codec, which)] = item
+        return item
+
+    @Slot()
+    def _update_table(self) -> None:
+        source = self._live
+        anchor = self.anchor()
+        self._table.setRowCount(0)
+        if not source.points or anchor is None:
+            self._summary.setText("")
+            return
+        if anchor not in source.codecs:
+            self._summary.setText(f"{codec_class(anchor).label} was not part of this sweep; run it again with "
+                                  f"it ticked to compare against it.")
+            return
+        rows = source.bd_table(anchor)
+        self._table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            self._table.setItem(r, 0, QTableWidgetItem(codec_class(row["codec"]).label))
+            for col, key in ((1, "psnr"), (2, "ms_ssim_db")):
+                value = row[key]
+                item = QTableWidgetItem(_pct(value))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if not math.isfinite(value):
+                    item.setToolTip("No comparison: the two curves need at least two points each and must "
+                                    "overlap in quality.")
+                self._table.setItem(r, col, item)
+        self._summary.setText(_summary_sentence(rows, anchor))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _scope_images(self) -> list[Path]:
+        if self._scope_folder.isChecked():
+            return list(self._images)
+        return [self._current] if self._current is not None else []
+
+    def _refresh_scope(self) -> None:
+        name = self._current.name if self._current is not None else "none open"
+        self._scope_current.setText(f"Current image ({name})")
+        self._scope_current.setEnabled(self._current is not None)
+        if self._images:
+            folder = self._images[0].parent.name or str(self._images[0].parent)
+            self._scope_folder.setText(f"All {_count(len(self._images), 'image')} in {folder}")
+        else:
+            self._scope_folder.setText("All images of the folder (no folder open)")
+        self._scope_folder.setEnabled(bool(self._images))
+        if self._current is None and self._images:
+            self._scope_folder.setChecked(True)
+        elif not self._images and self._current is not None:
+            self._scope_current.setChecked(True)
+        self._refresh_buttons()
+
+    @Slot()
+    def _on_codecs_changed(self, *_args) -> None:
+        keep = self._anchor.currentData()
+        self._anchor.blockSignals(True)
+        self._anchor.clear()
+        for name in self.selected_codecs():
+            self._anchor.addItem(codec_class(name).label, name)
+        index = self._anchor.findData(keep)
+        if index < 0:
+            index = self._anchor.findData("jpeg")
+        self._anchor.setCurrentIndex(max(index, 0))
+        self._anchor.blockSignals(False)
+        self._update_table()
+        self._refresh_buttons()
+
+    @Slot()
+    def _refresh_buttons(self, *_args) -> None:
+        running = self.runner.is_running()
+        images = self._scope_images()
+        codecs = self.selected_codecs()
+        self._run.setEnabled(not running and bool(images) and bool(codecs))
+        if not running:
+            if not images:
+                self._run.setToolTip("Open an image (or a folder) first.")
+            elif not codecs:
+                self._run.setToolTip("Tick at least one codec.")
+            else:
+                points = len(images) * sum(len(self._sweeps.get(c) or codec_class(c).sweep) for c in codecs)
+                self._run.setToolTip(f"Encode and decode {_count(points, 'time')}, measuring every result.")
+        self._cancel.setEnabled(running)
+        self._codec_list.setEnabled(not running)
+        self._scope_box.setEnabled(not running)
+        has_result = self._result is not None and not running
+        for button in (self._export_csv, self._export_json, self._export_png):
+            button.setEnabled(has_result)
+
+    def _require_result(self) -> BenchResult:
+        if self._result is None:
+            raise WorkbenchError("there is no finished sweep to export yet")
+        return self._result
+
+    def _export_dir(self) -> str:
+        base = self._current or (self._images[0] if self._images else None)
+        return str(base.parent) if base is not None else ""
+
+    def _ask_export_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export RD curves as CSV",
+                                              str(Path(self._export_dir()) / "rd_curves.csv"), "CSV files (*.csv)")
+        if path:
+            self._export(lambda: [self.export_csv(path)])
+
+    def _ask_export_json(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the CompressAI JSON files", self._export_dir())
+        if not folder:
+            return
+        existing = [c for c in self._require_result().codecs if (Path(folder) / f"{c}.json").exists()]
+        if existing:
+            answer = QMessageBox.question(
+                self, "Replace files?",
+                f"{', '.join(f'{c}.json' for c in existing)} already exist{'s' * (len(existing) == 1)} in "
+                f"{folder}. Replace {'it' if len(existing) == 1 else 'them'}?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._export(lambda: self.export_json(folder))
+
+    def _ask_export_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export RD plot as PNG",
+                                              str(Path(self._export_dir()) / "rd_plot.png"), "PNG images (*.png)")
+        if path:
+            self._export(lambda: [self.export_png(path)])
+
+    def _export(self, write) -> None:
+        try:
+            written = write()
+        except WorkbenchError as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return
+        names = ", ".join(p.name for p in written)
+        self._status.setText(f"Saved {names} in {written[0].parent}.")
+
+    # -- palette ---------------------------------------------------------------------------------
+    def _set_title(self, widget: pg.PlotWidget, text: str) -> None:
+        fg = self.palette().color(QPalette.ColorRole.WindowText)
+        widget.getPlotItem().setTitle(text, color=fg.name(), size="10pt")
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def _apply_palette(self) -> None:
+        pal = self.palette()
+        dark = is_dark(pal)
+        for widget in (self._psnr_plot, self._msssim_plot):
+            fg = style_plot_widget(widget, pal)
+            plot = widget.getPlotItem()
+            self._set_title(widget, plot.titleLabel.text)
+            plot.legend.setLabelTextColor(fg)
+            plot.legend.setBrush(pg.mkBrush(pal.color(QPalette.ColorRole.Base)))
+            plot.legend.setPen(pg.mkPen(pal.color(QPalette.ColorRole.Mid)))
+        for (codec, _), item in self._curves.items():
+            color = series_color(self._colors.get(codec, 0), dark)
+            item.setPen(pg.mkPen(color, width=2))
+            item.setSymbolBrush(color)
+            item.setSymbolPen(pg.mkPen(color))
+
+
+def _summary_sentence(rows: list[dict], anchor: str) -> str:
+    """One plain sentence for the best codec, e.g. "At the same PSNR, WebP files are 23 % smaller than JPEG"."""
+    anchor_label = _short_label(anchor)
+    usable = [r for r in rows if math.isfinite(r["psnr"])]
+    if not usable:
+        return "" if not rows else "Not enough overlapping points yet for a BD-rate comparison."
+    best = min(usable, key=lambda r: r["psnr"])
+    label = _short_label(best["codec"])
+    phrase = size_phrase(1.0, 1.0 + best["psnr"] / 100.0)
+    if phrase == "the same size as":
+        return f"At the same PSNR, {label} files are about the same size as {anchor_label} files."
+    return f"At the same PSNR, {label} files are on average {phrase} {anchor_label} files."
+
+
+def _short_label(codec: str) -> str:
+    """"WebP" rather than "WebP (libwebp, lossy)": the library detail is noise in a sentence."""
+    return codec_class(codec).label.split(" (")[0]
+
+
+def _pct(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.1f} %".replace("-", "−")
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
+
+
+def _json_safe(obj):
+    """JSON has no NaN or infinity; a value that was not measured is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
