@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench import __version__
-from workbench.core.errors import Cancelled, OptionError, WorkbenchError
+from workbench.core.errors import OptionError, WorkbenchError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,12 +185,9 @@ def cmd_compress(args, rest) -> int:
     return 0
 
 
-def cmd_decompress(args, rest) -> int:
-    from workbench.core.codecs import decode_any
+def _read_compressed(src: Path) -> bytes:
     from workbench.core.errors import BitstreamError
-    from workbench.core.images import save_png
 
-    src = Path(args.input)
     try:
         data = src.read_bytes()
     except FileNotFoundError:
@@ -201,6 +198,16 @@ def cmd_decompress(args, rest) -> int:
         raise BitstreamError(f"{src}: cannot read ({exc.strerror or exc})") from None
     if not data:
         raise BitstreamError(f"{src}: the file is empty")
+    return data
+
+
+def cmd_decompress(args, rest) -> int:
+    from workbench.core.codecs import decode_any
+    from workbench.core.errors import BitstreamError
+    from workbench.core.images import save_png
+
+    src = Path(args.input)
+    data = _read_compressed(src)
     t0 = time.perf_counter()
     try:
         rgb, cls = decode_any(data)
@@ -337,10 +344,7 @@ def cmd_decompress_net(args, rest) -> int:
     from workbench.core.errors import BitstreamError
 
     src = Path(args.input)
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise BitstreamError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    data = _read_compressed(src)
     base = load_checkpoint(args.base) if args.base else None
     t0 = time.perf_counter()
     try:

@@ -114,7 +114,12 @@ def rd_plot_png(result: BenchResult) -> bytes:
 
 
 def _write_json(path: Path, obj) -> Path:
-    return write_bytes_atomic(path, (json.dumps(_finite(obj), indent=1) + "\n").encode())
+    return write_bytes_atomic(path, json_bytes(obj))
+
+
+def json_bytes(obj) -> bytes:
+    """Indented JSON of results, with unmeasured values (NaN) as null."""
+    return (json.dumps(_finite(obj), indent=1) + "\n").encode()
 
 
 def _finite(obj):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.bench import BenchResult, RDPoint, bench_job
-from workbench.core.bench_report import rd_plot_png
+from workbench.core.bench_report import json_bytes, rd_plot_png
 from workbench.core.codecs import all_codecs, codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Job, Progress, run
@@ -349,7 +348,7 @@ class RDView(QWidget):
         result = self._require_result()
         out = Path(folder)
         return [write_bytes_atomic(out / f"{codec}.json",
-                                   (json.dumps(_json_safe(result.compressai_json(codec)), indent=1) + "\n").encode())
+                                   json_bytes(result.compressai_json(codec)))
                 for codec in result.codecs]
 
     def export_png(self, path: str | Path) -> Path:
@@ -624,17 +623,6 @@ def _pct(value: float) -> str:
 
 def _num(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else repr(float(value))
-
-
-def _json_safe(obj):
-    """JSON has no NaN or infinity; a value that was not measured is written as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _count(n: int, noun: str) -> str:

@@ -120,7 +120,6 @@ def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
     dev, dt = u.device, torch.float64
     u = u.to(dt)
     f = torch.ones_like(u) if weights is None else weights.to(dev, dt).expand_as(u)
-    S = sm.n_states
     if L == 0 or C == 0:
         return torch.zeros((C, L), dtype=torch.int64, device=dev)
     threads = torch.get_num_threads()
