@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Compression Workbench: compress, decompress "
-                                "and benchmark images with classical and learned codecs.")
+                                "and benchmark images, and compress neural-network checkpoints.")
     p.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -50,8 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="compress an image and report size, bpp, PSNR, MS-SSIM and timings",
                        add_help=False)
-    c.add_argument("input", help="image file (PNG, JPEG, WebP, TIFF, BMP, ...)")
-    c.add_argument("-c", "--codec", required=True, help="codec name (see `workbench codecs`)")
+    c.add_argument("input", nargs="?", help="image file (PNG, JPEG, WebP, TIFF, BMP, ...)")
+    c.add_argument("-c", "--codec", help="codec name (see `workbench codecs`); required")
     c.add_argument("-q", "--quality", type=float, help="quality knob in the codec's own range")
     c.add_argument("-o", "--output", help="output file (default: input name with the codec's extension)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -80,7 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress-net", help="compress a network checkpoint (.pt/.pth/.safetensors/HF folder) "
                        "to a .wbn file", add_help=False)
-    c.add_argument("input", help="checkpoint: .pt/.pth state dict, .safetensors, or a folder with model.safetensors")
+    c.add_argument("input", nargs="?", help="checkpoint: .pt/.pth state dict, .safetensors, or a folder with model.safetensors")
     c.add_argument("-q", "--quantizer", default="uniform", help="uniform, rdoq, tcq or shvq")
     c.add_argument("-o", "--output", help="output .wbn (default: input name with .wbn)")
     c.add_argument("--coder", default="auto", choices=("auto", "cabac", "categorical"),
@@ -142,6 +142,11 @@ def cmd_compress(args, rest) -> int:
     from workbench.core.images import load_image
     from workbench.core.options import build, specs
 
+    if args.codec is None:
+        if args.help:
+            args.subparser.print_help()
+            return 0
+        raise OptionError("compress needs a codec: -c NAME (see `workbench codecs`)")
     cls = codec_class(args.codec)
     extra = _codec_option_parser(cls)
     if args.help:
@@ -159,7 +164,7 @@ def cmd_compress(args, rest) -> int:
         values["quality"] = q_spec.type(args.quality) if q_spec.type is int and float(args.quality).is_integer() \
             else args.quality
     options = build(cls.Options, values)
-    src = Path(args.input)
+    src = _required_input(args)
     img = load_image(src)
     out = Path(args.output) if args.output else src.with_suffix(cls.extension)
     result = compress_image(img.rgb, cls.name, options)
@@ -183,6 +188,12 @@ def cmd_compress(args, rest) -> int:
     print(f"PSNR {result.quality.psnr:.3f} dB, MS-SSIM {ms}")
     print(f"encode {result.encode_s * 1000:.0f} ms, decode {result.decode_s * 1000:.0f} ms")
     return 0
+
+
+def _required_input(args) -> Path:
+    if not args.input:
+        raise OptionError(f"{args.command} needs an input file (see `workbench {args.command} --help`)")
+    return Path(args.input)
 
 
 def _read_compressed(src: Path) -> bytes:
@@ -299,12 +310,12 @@ def cmd_compress_net(args, rest) -> int:
         print()
         extra.print_help()
         return 0
+    src = _required_input(args)
     ns, leftover = extra.parse_known_args(rest)
     if leftover:
         raise OptionError(f"quantizer {cls.name} has no option(s) {' '.join(leftover)} "
                           f"(see `workbench compress-net IN -q {cls.name} --help`)")
     options = build(cls.Options, {k: v for k, v in vars(ns).items() if v is not None})
-    src = Path(args.input)
     notes: list[str] = []
     state = load_checkpoint(src, notes=notes)
     for note in notes:
