@@ -120,13 +120,13 @@ def cmd_codecs(args, rest) -> int:
     return 0
 
 
-def _codec_option_parser(cls) -> argparse.ArgumentParser:
+def _options_parser(prog: str, description: str, options_cls: type, skip: tuple[str, ...] = ()):
+    """Flags generated from an options dataclass, so the CLI offers exactly what the GUI offers."""
     from workbench.core.options import specs
 
-    p = argparse.ArgumentParser(prog=f"workbench compress IN -c {cls.name}", add_help=False,
-                                description=f"{cls.label}. {cls.quality_help}")
-    for s in specs(cls.Options):
-        if s.name == "quality":
+    p = argparse.ArgumentParser(prog=prog, add_help=False, description=description)
+    for s in specs(options_cls):
+        if s.name in skip:
             continue
         rng = f" [{s.minimum:g}..{s.maximum:g}]" if s.minimum is not None and s.maximum is not None else ""
         choices = f" {{{','.join(map(str, s.choices))}}}" if s.choices else ""
@@ -148,7 +148,8 @@ def cmd_compress(args, rest) -> int:
             return 0
         raise OptionError("compress needs a codec: -c NAME (see `workbench codecs`)")
     cls = codec_class(args.codec)
-    extra = _codec_option_parser(cls)
+    extra = _options_parser(f"workbench compress IN -c {cls.name}", f"{cls.label}. {cls.quality_help}",
+                           cls.Options, skip=("quality",))
     if args.help:
         args.subparser.print_help()
         print()
@@ -280,19 +281,6 @@ def cmd_bdrate(args, rest) -> int:
     return 0
 
 
-def _quantizer_option_parser(cls) -> argparse.ArgumentParser:
-    from workbench.core.options import specs
-
-    p = argparse.ArgumentParser(prog=f"workbench compress-net IN -q {cls.name}", add_help=False,
-                                description=cls.label)
-    for s in specs(cls.Options):
-        rng = f" [{s.minimum:g}..{s.maximum:g}]" if s.minimum is not None and s.maximum is not None else ""
-        choices = f" {{{','.join(map(str, s.choices))}}}" if s.choices else ""
-        p.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, metavar=s.type.__name__.upper(),
-                       help=f"{s.help}{rng}{choices} (default {s.default})")
-    return p
-
-
 def cmd_compress_net(args, rest) -> int:
     import json
 
@@ -304,7 +292,7 @@ def cmd_compress_net(args, rest) -> int:
     from workbench.core.options import build
 
     cls = NET_QUANTIZERS.get(args.quantizer)
-    extra = _quantizer_option_parser(cls)
+    extra = _options_parser(f"workbench compress-net IN -q {cls.name}", cls.label, cls.Options)
     if args.help:
         args.subparser.print_help()
         print()
