@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     c.add_argument("input", nargs="?", help="image file (PNG, JPEG, WebP, TIFF, BMP, ...)")
     c.add_argument("-c", "--codec", help="codec name (see `workbench codecs`); required")
-    c.add_argument("-q", "--quality", type=float, help="quality knob in the codec's own range")
+    c.add_argument("-q", "--quality", help="quality knob in the codec's own range")
     c.add_argument("-o", "--output", help="output file (default: input name with the codec's extension)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("-h", "--help", action="store_true", help="show help, including the codec's own options")
@@ -140,7 +140,7 @@ def cmd_compress(args, rest) -> int:
     from workbench.core.codecs import codec_class
     from workbench.core.compress import compress_image
     from workbench.core.images import load_image
-    from workbench.core.options import build, specs
+    from workbench.core.options import build
 
     if args.codec is None:
         if args.help:
@@ -161,9 +161,7 @@ def cmd_compress(args, rest) -> int:
                           f"(see `workbench compress IN -c {cls.name} --help`)")
     values = {k: v for k, v in vars(ns).items() if v is not None}
     if args.quality is not None:
-        q_spec = next(s for s in specs(cls.Options) if s.name == "quality")
-        values["quality"] = q_spec.type(args.quality) if q_spec.type is int and float(args.quality).is_integer() \
-            else args.quality
+        values["quality"] = args.quality   # converted and range-checked by the codec's option declaration
     options = build(cls.Options, values)
     src = _required_input(args)
     img = load_image(src)

@@ -16,7 +16,7 @@ import numpy as np
 
 from workbench.core import bdrate
 from workbench.core.metrics import ms_ssim_db
-from workbench.core.codecs import get_codec
+from workbench.core.codecs import codec_class, get_codec
 from workbench.core.compress import compress_image
 from workbench.core.images import load_image
 from workbench.core.jobs import Job, Progress
@@ -126,7 +126,7 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
 
 
 def get_codec_label(name: str) -> str:
-    return type(get_codec(name)).label
+    return codec_class(name).label
 
 
 def point_rows(result: BenchResult) -> list[dict]:

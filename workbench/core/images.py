@@ -91,10 +91,9 @@ def load_image(source: str | os.PathLike | bytes, *, alpha: str = "flatten",
             im.load()
             if wide:
                 notes.append("16-bit channels reduced to 8 bits")
-            oriented = ImageOps.exif_transpose(im)
-            if oriented is not im and oriented.size != im.size or _orientation(im) not in (None, 1):
+            if _orientation(im) not in (None, 1):
                 notes.append("EXIF orientation applied")
-            im = oriented
+            im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
