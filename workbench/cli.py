@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    if rest and args.command not in ("compress", "compress-net"):
+    if rest and args.command not in ("compress", "compress-net", "train"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args, rest)
@@ -94,6 +94,24 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's own options")
     c.set_defaults(func=cmd_compress_net, subparser=c)
 
+    c = sub.add_parser("train", help="train a learned image codec (resumable; runs under torchrun for DDP)",
+                       add_help=False)
+    c.add_argument("--model", default="hyperprior", help="architecture: hyperprior or factorized")
+    c.add_argument("--quantizer", default="sua", help="training surrogate: noise, ste or sua")
+    c.add_argument("--lambda", dest="lambdas", help="λ, or comma-separated λ per quality level "
+                   "(default: 8 levels for the metric)")
+    c.add_argument("--data", action="append", default=[], help="folder of training images (repeatable; default "
+                   "../shared/datasets/train and wikipedia49 when present)")
+    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes)")
+    c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's options")
+    c.set_defaults(func=cmd_train, subparser=c)
+
+    c = sub.add_parser("export-model", help="turn a training checkpoint into shippable float16 codec weights")
+    c.add_argument("checkpoint", help="last.pt of a training run")
+    c.add_argument("-o", "--output", required=True, help="output .safetensors")
+    c.add_argument("--description", default="", help="one line shown in the model list")
+    c.set_defaults(func=cmd_export_model)
+
     c = sub.add_parser("decompress-net", help="decode a .wbn file to model.safetensors or model.pt")
     c.add_argument("input", help=".wbn file")
     c.add_argument("-o", "--output", required=True, help="output checkpoint (.safetensors or .pt)")
@@ -131,7 +149,7 @@ def _options_parser(prog: str, description: str, options_cls: type, skip: tuple[
         rng = f" [{s.minimum:g}..{s.maximum:g}]" if s.minimum is not None and s.maximum is not None else ""
         choices = f" {{{','.join(map(str, s.choices))}}}" if s.choices else ""
         p.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, metavar=s.type.__name__.upper(),
-                       help=f"{s.help}{rng}{choices} (default {s.default})")
+                       help=f"{s.help}{rng}{choices} (default {s.default})".replace("%", "%%"))
     return p
 
 
@@ -173,6 +191,7 @@ def cmd_compress(args, rest) -> int:
         "width": img.width, "height": img.height, "bytes": result.size_bytes, "bpp": result.bpp,
         "psnr": result.quality.psnr, "ms_ssim": result.quality.ms_ssim, "ms_ssim_db": result.quality.ms_ssim_db,
         "encode_s": result.encode_s, "decode_s": result.decode_s, "input_notes": list(img.notes),
+        "estimated_bpp": result.estimated_bpp,
     }
     if args.json:
         import json
@@ -184,6 +203,9 @@ def cmd_compress(args, rest) -> int:
         f"{result.quality.ms_ssim:.5f} ({result.quality.ms_ssim_db:.2f} dB)"
     saved = 100.0 * (1 - result.size_bytes / img.file_size) if img.file_size else 0.0
     print(f"{out}: {result.size_bytes} bytes, {result.bpp:.4f} bpp ({saved:.1f} % smaller than the input file)")
+    if result.estimated_bpp is not None:
+        print(f"model's estimated rate {result.estimated_bpp:.4f} bpp; the real file is "
+              f"{100 * (result.bpp / result.estimated_bpp - 1):+.1f} % off (header, coding tables' precision)")
     print(f"PSNR {result.quality.psnr:.3f} dB, MS-SSIM {ms}")
     print(f"encode {result.encode_s * 1000:.0f} ms, decode {result.decode_s * 1000:.0f} ms")
     return 0
@@ -352,6 +374,74 @@ def cmd_decompress_net(args, rest) -> int:
     save_checkpoint(state, args.output, protect=[src] + ([args.base] if args.base else []))
     n = sum(t.numel() for t in state.values())
     print(f"{args.output}: {len(state)} tensors, {n} parameters decoded in {dt * 1000:.0f} ms")
+    return 0
+
+
+def cmd_train(args, rest) -> int:
+    from workbench.core.jobs import TextProgressBar
+    from workbench.core.learned.quantizers import SURROGATES
+    from workbench.core.learned.train import TrainOptions, train_job
+    from workbench.core.options import build
+
+    surrogate = SURROGATES.get(args.quantizer)
+    base = _options_parser("workbench train", "Training options.", TrainOptions,
+                           skip=("model", "quantizer", "lambdas"))
+    extra = _options_parser("workbench train", f"Options of the {surrogate.label} surrogate.", surrogate.Options)
+    if args.help:
+        args.subparser.print_help()
+        for p in (base, extra):
+            print()
+            p.print_help()
+        return 0
+    ns, leftover = base.parse_known_args(rest)
+    ns2, leftover = extra.parse_known_args(leftover)
+    if leftover:
+        raise OptionError(f"train has no option(s) {' '.join(leftover)} (see `workbench train --help`)")
+    values = {k: v for k, v in vars(ns).items() if v is not None}
+    values.update(model=args.model, quantizer=args.quantizer)
+    if args.lambdas:
+        values["lambdas"] = args.lambdas
+    opts = build(TrainOptions, values)
+    sur_opts = {k: v for k, v in vars(ns2).items() if v is not None}
+    folders = [Path(d) for d in args.data] or [p for p in (Path("../shared/datasets/train"),
+                                                          Path("../shared/datasets/wikipedia49")) if p.is_dir()]
+    if not folders:
+        raise OptionError("train needs --data FOLDER (no ../shared/datasets here)")
+    for f in folders:
+        if not f.is_dir():
+            raise OptionError(f"--data {f}: not a folder")
+        if "kodak" in f.resolve().as_posix().lower():
+            raise OptionError(f"--data {f}: Kodak is the evaluation set; training on it would make every "
+                              "Kodak figure meaningless")
+    if not args.out:
+        raise OptionError("train needs --out FOLDER for its checkpoint and log")
+    bar = TextProgressBar()
+    job = train_job(opts, folders, Path(args.out), sur_opts)
+    last_val = {}
+    try:
+        while True:
+            event = next(job)
+            bar(event)
+            if "val_bpp_hard" in event.metrics:
+                last_val = dict(event.metrics)
+    except StopIteration as stop:
+        final = stop.value
+    finally:
+        bar.close()
+    if last_val:
+        ms = f", MS-SSIM {last_val['ms_ssim']:.4f}" if "ms_ssim" in last_val else ""
+        print(f"validation (hard rounding, mean over levels): {last_val['val_bpp_hard']:.4f} bpp, "
+              f"PSNR {last_val['val_psnr_hard']:.2f} dB{ms}; "
+              f"surrogate-vs-hard mismatch {last_val['mismatch_bpp']:+.4f} bpp, {last_val['mismatch_psnr']:+.2f} dB")
+    print(f"checkpoint: {final}")
+    return 0
+
+
+def cmd_export_model(args, rest) -> int:
+    from workbench.core.learned.weights import export_checkpoint
+
+    out = export_checkpoint(Path(args.checkpoint), Path(args.output), args.description)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

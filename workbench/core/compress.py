@@ -42,6 +42,7 @@ class CompressResult:
     quality: Quality
     encode_s: float
     decode_s: float
+    estimated_bits: float | None = None   # a learned model's own rate estimate, shown beside the real size
 
     @property
     def size_bytes(self) -> int:
@@ -51,6 +52,13 @@ class CompressResult:
     def bpp(self) -> float:
         h, w = self.reconstruction.shape[:2]
         return 8.0 * len(self.data) / (h * w)
+
+    @property
+    def estimated_bpp(self) -> float | None:
+        if self.estimated_bits is None:
+            return None
+        h, w = self.reconstruction.shape[:2]
+        return self.estimated_bits / (h * w)
 
 
 def compress_image(rgb: np.ndarray, codec: str, options: Any = None, **values: Any) -> CompressResult:
@@ -69,7 +77,8 @@ def compress_image(rgb: np.ndarray, codec: str, options: Any = None, **values: A
         raise ImageError(f"{codec} decoded a {decoded.shape[1]}x{decoded.shape[0]} image from a "
                          f"{rgb.shape[1]}x{rgb.shape[0]} input")
     return CompressResult(codec=codec, options=_plain(opts), data=data, reconstruction=decoded,
-                          quality=Quality.measure(rgb, decoded), encode_s=t1 - t0, decode_s=t2 - t1)
+                          quality=Quality.measure(rgb, decoded), encode_s=t1 - t0, decode_s=t2 - t1,
+                          estimated_bits=getattr(impl, "last_estimated_bits", None))
 
 
 def _plain(opts: Any) -> dict[str, Any]:

@@ -6,4 +6,4 @@ from workbench.core.codecs.base import (  # noqa: F401
 )
 
 # Importing an adapter module registers its codecs; the order here is the order they are listed in.
-from workbench.core.codecs import pillow_codecs, heif, jxl, bpg  # noqa: E402,F401
+from workbench.core.codecs import pillow_codecs, heif, jxl, bpg, learned  # noqa: E402,F401

@@ -1,0 +1,69 @@
+"""The learned codec as a registered image codec. Torch is imported only when an image is actually
+coded, so listing codecs stays instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.core import container
+from workbench.core.codecs.base import ImageCodec, register_codec
+from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
+from workbench.core.options import option
+
+CODEC_ID = "learned"
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
+                            "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
+    model: str = option(DEFAULT_MODEL, "shipped model name (hyperprior-mse for PSNR, hyperprior-msssim for "
+                        "MS-SSIM) or a .safetensors path")
+    step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
+                         minimum=0.25, maximum=8.0, step=0.05, label="Step Δ")
+    device: str = option("auto", "where the encoder's transforms run: auto (CUDA when present), cpu or cuda",
+                         choices=("auto", "cpu", "cuda"))
+
+
+@register_codec
+class LearnedCodec(ImageCodec):
+    """A learned transform codec with shipped weights (`workbench/core/learned/coding.py`).
+
+    >>> rgb = (np.indices((64, 64, 3)).sum(0) * 3 % 256).astype(np.uint8)
+    >>> codec = LearnedCodec()
+    >>> data = codec.encode(rgb, codec.options(quality=4))
+    >>> codec.decode(data).shape
+    (64, 64, 3)
+    """
+
+    name = "learned"
+    label = "Learned (mean-scale hyperprior)"
+    extension = ".wbi"
+    Options = LearnedOptions
+    sweep = (1, 2, 3, 4, 5, 6, 7, 8)
+    quality_help = "Quality 1..8 picks the model's rate point; one model was trained for all of them."
+
+    def __init__(self) -> None:
+        self.last_estimated_bits: float | None = None
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        if not shipped_models():
+            return False, "no learned model weights in resources/models"
+        return True, ""
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        head, n = bytes(head), len(CODEC_ID)
+        return container.sniff(head) and head[8:9 + n] == bytes([n]) + CODEC_ID.encode()
+
+    def encode(self, rgb: np.ndarray, options: LearnedOptions) -> bytes:
+        from workbench.core.learned.coding import encode_image
+        data, self.last_estimated_bits = encode_image(rgb, options)
+        return data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from workbench.core.learned.coding import decode_image
+        return decode_image(data)

@@ -1,0 +1,2 @@
+"""Learned image codecs: models, training surrogates, training, coding. Importing this package is
+cheap; the torch-heavy modules are imported by whoever needs them."""

@@ -1,0 +1,241 @@
+"""Training a learned image codec as a job of progress events, resumable and DDP-capable.
+
+The loss is R + λ·D per image, with R in bits per pixel, D = 255²·MSE or 1 − MS-SSIM, and λ drawn
+per image: a variable-rate model draws a continuous quality q in [1, levels] and uses the λ
+interpolated geometrically between its neighbouring levels, so every level and the paths between
+them are trained (single-λ training is the special case of one level).
+
+Every `validate_every` steps the job measures the train–test mismatch on held-out crops: the same
+images through the training surrogate and through hard rounding (what the coder does), at every
+integer quality. Rank 0 keeps `last.pt` (model, optimizer, step, RNG) and a JSON-lines log in the
+output folder; running the same command again resumes from `last.pt`.
+
+Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel: gloo on CPU,
+nccl on CUDA. Each rank samples its own batches (seed + rank) from the same crops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from workbench.core import metrics
+from workbench.core.errors import OptionError
+from workbench.core.jobs import Job, Progress
+from workbench.core.learned import data as crops_data
+from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model
+from workbench.core.learned.quantizers import SURROGATES, make_surrogate
+from workbench.core.options import option
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    model: str = option("hyperprior", "architecture", choices=("hyperprior", "factorized"))
+    channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
+    latent_channels: int = option(128, "channels of the latent y (M)", minimum=8, maximum=512)
+    quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
+    zero_center: bool = option(True, "quantize y − μ instead of y (hyperprior only)")
+    partial_stop: bool = option(True, "stop the gradient of μ inside the reconstruction's residual")
+    scale_bound: float = option(0.11, "lower bound on the Gaussian scale", minimum=1e-3, maximum=10.0)
+    metric: str = option("mse", "distortion the model is optimised for", choices=("mse", "ms-ssim"))
+    lambdas: str = option("", "comma-separated λ per quality level (default: 8 levels for the metric)")
+    steps: int = option(20000, "training steps", minimum=1)
+    batch: int = option(8, "images per step (per process under torchrun)", minimum=1, maximum=256)
+    crop: int = option(128, "crop size in pixels", minimum=32, maximum=1024)
+    crops_per_image: int = option(8, "random crops cut from each training image", minimum=1, maximum=1000)
+    lr: float = option(2e-4, "Adam learning rate (halved at 75 % and 90 % of the steps)", minimum=1e-7, maximum=1.0)
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda")
+    validate_every: int = option(500, "steps between validations", minimum=1)
+    checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
+    init: str = option("", "start from this checkpoint's weights (e.g. an MSE model for MS-SSIM finetuning)")
+
+    def lambda_values(self) -> tuple[float, ...]:
+        if not self.lambdas:
+            return MSE_LAMBDAS if self.metric == "mse" else MSSSIM_LAMBDAS
+        try:
+            values = tuple(float(v) for v in self.lambdas.split(","))
+        except ValueError:
+            raise OptionError(f"--lambda must be comma-separated numbers, got {self.lambdas!r}") from None
+        if not values or any(not v > 0 for v in values) or list(values) != sorted(values):
+            raise OptionError("λ values must be positive and increasing")
+        return values
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OptionError("device cuda requested, but torch sees no CUDA device here")
+    if name not in ("cpu", "cuda"):
+        raise OptionError(f"unknown device {name!r} (auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, metric: str) -> torch.Tensor:
+    """Per-image distortion in the loss's units: 255²·MSE, or 1 − MS-SSIM."""
+    if metric == "mse":
+        return (x - x_hat).pow(2).mean(dim=(1, 2, 3)) * 255.0 ** 2
+    return 1.0 - metrics.ms_ssim_torch(x * 255.0, x_hat.clamp(0, 1) * 255.0)
+
+
+def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surrogate_options: dict | None = None
+              ) -> Job[Path]:
+    """Yields Progress events; returns the path of the final checkpoint."""
+    if opts.crop % 64:
+        raise OptionError(f"--crop must be a multiple of 64 (the hyperprior downsamples 64x), got {opts.crop}")
+    lambdas = torch.tensor(opts.lambda_values(), dtype=torch.float64)
+    levels = len(lambdas)
+    MODELS.get(opts.model)
+    surrogate = make_surrogate(opts.quantizer, **(surrogate_options or {}))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(opts.device)
+    if world > 1:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    yield Progress(0, opts.steps, "cutting training crops")
+    crops = crops_data.cached_crops(out_dir, data_folders, opts.crop, opts.crops_per_image, opts.seed, rank == 0)
+    val_crop = max(opts.crop, metrics.MS_SSIM_MIN_SIDE + 31)
+    val = crops_data.cached_crops(out_dir, data_folders, val_crop, 1, opts.seed + 1, rank == 0).validation[:8]
+    if val.shape[0] == 0:
+        val = crops.train[:4]
+    val = (val.float() / 255.0).to(device)
+
+    torch.manual_seed(opts.seed + rank)
+    config = {"n": opts.channels, "m": opts.latent_channels, "levels": levels, "scale_bound": opts.scale_bound}
+    model = build_model(opts.model, **config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    step = 0
+    last = out_dir / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        _check_same_recipe(state, opts)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    elif opts.init:
+        init = torch.load(opts.init, map_location=device, weights_only=True)
+        model.load_state_dict(init["model"] if "model" in init else init)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model)
+    gen = torch.Generator().manual_seed(opts.seed * 1000 + rank + step)
+    stream = crops_data.batches(crops.train, opts.batch, gen)
+    log_path = out_dir / "train_log.jsonl"
+    recipe = {**asdict(opts), "surrogate_options": surrogate_options or {}, "world_size": world,
+              "train_crops": int(crops.train.shape[0]), "validation_crops": int(val.shape[0]),
+              "files": crops.files, "lambda_values": lambdas.tolist()}
+    window: list[dict] = []
+    t_start = time.perf_counter()
+    while step < opts.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
+        x = next(stream).to(device)
+        quality = 1 + torch.rand(x.shape[0], generator=gen) * (levels - 1)
+        lam = _interp_lambda(lambdas, quality).to(device=device, dtype=torch.float32)
+        quality = quality.to(device)
+        model.train()
+        res = net(x, quality, surrogate, step, opts.zero_center, opts.partial_stop)
+        pixels = x.shape[-1] * x.shape[-2]
+        bpp = (res.bits_y + res.bits_z) / pixels
+        dist = distortion(x, res.x_hat, opts.metric)
+        loss = (bpp + lam * dist).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        with torch.no_grad():
+            mse = (x - res.x_hat.clamp(0, 1)).pow(2).mean()
+            window.append({"loss": float(loss), "bpp": float(bpp.mean()), "mse": float(mse),
+                           "entropy": float(((res.bits_y + res.bits_z) / res.latents).mean())})
+        metrics_now = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+        metrics_now["psnr"] = 10 * math.log10(1.0 / max(metrics_now["mse"], 1e-12))
+        tau = surrogate.temperature(step)
+        if tau is not None:
+            metrics_now["temperature"] = tau
+        preview = None
+        if step % opts.validate_every == 0 or step == opts.steps:
+            v = validate(model, val, levels, surrogate, step, opts)
+            metrics_now.update(v)
+            if rank == 0:
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t_start, **metrics_now}) + "\n")
+            window.clear()
+        if rank == 0 and (step % opts.checkpoint_every == 0 or step == opts.steps):
+            _save(last, model, optimizer, step, recipe)
+        yield Progress(step, opts.steps, f"step {step}", metrics=metrics_now, preview=preview)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    return last
+
+
+@torch.no_grad()
+def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: TrainOptions) -> dict:
+    """Surrogate vs hard-rounded rate and distortion on held-out crops, averaged over the levels."""
+    model.eval()
+    sums = {"val_bpp_soft": 0.0, "val_bpp_hard": 0.0, "val_psnr_soft": 0.0, "val_psnr_hard": 0.0,
+            "val_ms_ssim_hard": 0.0}
+    from workbench.core.learned.quantizers import StraightThrough
+    hard_q = StraightThrough()
+    pixels = val.shape[-1] * val.shape[-2]
+    for level in range(1, levels + 1):
+        q = torch.full((val.shape[0],), float(level), device=val.device)
+        for kind, quant, hard in (("soft", surrogate, False), ("hard", hard_q, True)):
+            r = model(val, q, quant, step, opts.zero_center, opts.partial_stop, **({"hard": hard} if
+                      model.has_hyperprior else {}))
+            x_hat = r.x_hat.clamp(0, 1)
+            sums[f"val_bpp_{kind}"] += float(((r.bits_y + r.bits_z) / pixels).mean())
+            mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+            sums[f"val_psnr_{kind}"] += float((10 * torch.log10(1.0 / mse)).mean())
+            if hard and min(val.shape[-2:]) >= metrics.MS_SSIM_MIN_SIDE:
+                sums["val_ms_ssim_hard"] += float(metrics.ms_ssim_torch(val * 255, torch.round(x_hat * 255)).mean())
+    out = {k: v / levels for k, v in sums.items()}
+    out["mismatch_bpp"] = out["val_bpp_soft"] - out["val_bpp_hard"]
+    out["mismatch_psnr"] = out["val_psnr_soft"] - out["val_psnr_hard"]
+    if min(val.shape[-2:]) >= metrics.MS_SSIM_MIN_SIDE:
+        out["ms_ssim"] = out["val_ms_ssim_hard"]
+    else:  # crops too small for five MS-SSIM scales
+        del out["val_ms_ssim_hard"]
+    return out
+
+
+def _interp_lambda(lambdas: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    if len(lambdas) == 1:
+        return lambdas.expand(quality.shape[0]).clone()
+    q = quality.to(torch.float64) - 1
+    lo = q.floor().long().clamp(max=len(lambdas) - 2)
+    t = q - lo
+    return torch.exp((1 - t) * torch.log(lambdas[lo]) + t * torch.log(lambdas[lo + 1]))
+
+
+def _save(path: Path, model, optimizer, step: int, recipe: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "recipe": json.dumps(recipe), "architecture": model.name, "config": json.dumps(model.config)}, tmp)
+    os.replace(tmp, path)
+
+
+def _check_same_recipe(state: dict, opts: TrainOptions) -> None:
+    saved = json.loads(state.get("recipe", "{}"))
+    for key in ("model", "channels", "latent_channels", "metric", "lambdas"):
+        if key in saved and saved[key] != getattr(opts, key):
+            raise OptionError(f"the checkpoint in this folder was trained with {key}={saved[key]!r}, not "
+                              f"{getattr(opts, key)!r}; use another --out folder to start a new run")

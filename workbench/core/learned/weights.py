@@ -1,0 +1,140 @@
+"""Shipped codec weights: export from a training checkpoint, listing and safe loading.
+
+A model file is a safetensors file (never a pickle) holding the float16 weights, the integer coding
+tables and a JSON description in its metadata. The tables are computed once, at export, from the
+float16-rounded weights, and stored: a decoder never recomputes a probability table in floating
+point, so the same file decodes identically on any machine. The SHA-256 of the file is the model
+hash written into every bitstream, so a file is never decoded with different weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from workbench.core.atomic import write_bytes_atomic
+from workbench.core.entropy import CategoricalTable
+from workbench.core.errors import OptionError
+from workbench.core.learned.catalog import MODEL_DIR, shipped_models
+from workbench.core.learned.densities import FactorizedDensity, gaussian_tables
+from workbench.core.learned.models import MODELS, TransformCodingModel
+
+MAX_MODEL_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CodecModel:
+    name: str
+    model: TransformCodingModel          # float32, eval mode, CPU
+    hyper_tables: tuple[CategoricalTable, ...]     # z (hyperprior) or y (factorized), one per channel
+    gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior only)
+    sha256: bytes
+    info: dict
+
+
+def _pack_tables(tables: list[CategoricalTable], prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.offsets": torch.tensor([t.offset for t in tables], dtype=torch.int32),
+            f"{prefix}.lengths": torch.tensor([len(t.freqs) for t in tables], dtype=torch.int32),
+            f"{prefix}.freqs": torch.tensor([f for t in tables for f in t.freqs], dtype=torch.int32)}
+
+
+def _unpack_tables(tensors: dict[str, torch.Tensor], prefix: str) -> tuple[CategoricalTable, ...]:
+    offsets = tensors[f"{prefix}.offsets"].tolist()
+    lengths = tensors[f"{prefix}.lengths"].tolist()
+    freqs = tensors[f"{prefix}.freqs"].tolist()
+    if sum(lengths) != len(freqs) or len(offsets) != len(lengths):
+        raise ValueError(f"{prefix} tables are inconsistent")
+    out, pos = [], 0
+    for off, n in zip(offsets, lengths):
+        out.append(CategoricalTable(off, tuple(freqs[pos:pos + n])))
+        pos += n
+    return tuple(out)
+
+
+def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> Path:
+    """Write the shippable form of a training checkpoint (float16 weights + integer tables)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    recipe = json.loads(state.get("recipe", "{}"))
+    model = MODELS.get(state["architecture"])(**json.loads(state["config"]))
+    model.load_state_dict(state["model"])
+    half = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.to(torch.float32) for k, v in half.items()})
+    density: FactorizedDensity = model.density_z if model.has_hyperprior else model.density_y
+    tensors = {f"weights.{k}": v.contiguous() for k, v in half.items()}
+    tensors.update(_pack_tables(density.tables(), "tables.hyper"))
+    if model.has_hyperprior:
+        tensors.update(_pack_tables(gaussian_tables(), "tables.gaussian"))
+    meta = {
+        "architecture": model.name, "config": json.dumps(model.config), "metric": recipe.get("metric", "mse"),
+        "lambdas": json.dumps(recipe.get("lambda_values", [])), "description": description,
+        "steps": str(state.get("step", 0)), "recipe": json.dumps(recipe),
+    }
+    return write_bytes_atomic(output, st_save(tensors, metadata=meta))
+
+
+def model_path(name: str) -> Path:
+    """A shipped model by name, or a path to a .safetensors model file."""
+    p = Path(name)
+    if p.suffix == ".safetensors":
+        if not p.is_file():
+            raise OptionError(f"model file {p} not found")
+        return p
+    candidate = MODEL_DIR / f"{name}.safetensors"
+    if not candidate.is_file():
+        known = ", ".join(shipped_models()) or "none installed"
+        raise OptionError(f"unknown learned model {name!r} (shipped: {known})")
+    return candidate
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> CodecModel:
+    raw = Path(path).read_bytes()
+    if len(raw) > MAX_MODEL_BYTES:
+        raise OptionError(f"model file {path} is larger than {MAX_MODEL_BYTES >> 20} MB")
+    try:
+        tensors = st_load(raw)
+        from safetensors import safe_open  # metadata only; the bytes were already validated by load
+        with safe_open(path, framework="pt") as fh:
+            meta = fh.metadata() or {}
+        model = MODELS.get(meta["architecture"])(**json.loads(meta["config"]))
+        model.load_state_dict({k[len("weights."):]: v.to(torch.float32) for k, v in tensors.items()
+                               if k.startswith("weights.")})
+        hyper = _unpack_tables(tensors, "tables.hyper")
+        gauss = _unpack_tables(tensors, "tables.gaussian") if model.has_hyperprior else ()
+    except (SafetensorError, KeyError, ValueError, RuntimeError, TypeError, json.JSONDecodeError) as exc:
+        raise OptionError(f"{path} is not a valid workbench model file: {exc}") from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = {k: v for k, v in meta.items() if k != "recipe"}
+    return CodecModel(Path(path).stem, model, hyper, gauss, hashlib.sha256(raw).digest(), info)
+
+
+_BY_HASH: dict[bytes, CodecModel] = {}
+
+
+def load_codec_model(name: str) -> CodecModel:
+    path = model_path(name)
+    cm = _load_cached(str(path.resolve()), os.stat(path).st_mtime_ns)
+    _BY_HASH[cm.sha256] = cm
+    return cm
+
+
+def model_for_file(name: str, sha256: bytes) -> CodecModel | None:
+    """The model a bitstream names: a shipped model of that name with that hash, or any model file this
+    process has loaded with that hash (a model given by path when encoding). None when there is none."""
+    if name in shipped_models():
+        cm = load_codec_model(name)
+        if cm.sha256 == sha256:
+            return cm
+    return _BY_HASH.get(sha256)
+
