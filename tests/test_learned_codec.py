@@ -116,7 +116,7 @@ def test_damaged_or_mismatched_files_give_clear_errors(chapel):
         codec.decode(_repack(data, model_hash=bytes(32)))
     c = container.unpack(data)
     with pytest.raises(BitstreamError, match="not installed"):
-        codec.decode(_repack(data, params={**c.params, "model": "no-such-model"}))
+        codec.decode(_repack(data, params={**c.params, "model": "no-such-model"}, model_hash=bytes(32)))
     with pytest.raises(BitstreamError, match="out of range"):
         codec.decode(_repack(data, params={**c.params, "quality": 99.0}))
     with pytest.raises(BitstreamError):

@@ -39,7 +39,7 @@ class LearnedCodec(ImageCodec):
     """
 
     name = "learned"
-    label = "Learned (mean-scale hyperprior)"
+    label = "Learned hyperprior, tuned for PSNR"
     extension = ".wbi"
     Options = LearnedOptions
     sweep = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -50,8 +50,9 @@ class LearnedCodec(ImageCodec):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        if not shipped_models():
-            return False, "no learned model weights in resources/models"
+        model = cls.Options().model
+        if model not in shipped_models():
+            return False, f"model weights resources/models/{model}.safetensors are missing"
         return True, ""
 
     @classmethod
@@ -67,3 +68,27 @@ class LearnedCodec(ImageCodec):
     def decode(self, data: bytes) -> np.ndarray:
         from workbench.core.learned.coding import decode_image
         return decode_image(data)
+
+
+@dataclass(frozen=True)
+class LearnedMSSSIMOptions(LearnedOptions):
+    model: str = option("hyperprior-msssim", "shipped model name or a .safetensors path")
+
+
+@register_codec
+class LearnedMSSSIMCodec(LearnedCodec):
+    """The same codec with the weights trained for MS-SSIM; its files decode through `learned`.
+
+    >>> rgb = (np.indices((64, 64, 3)).sum(0) * 3 % 256).astype(np.uint8)
+    >>> codec = LearnedMSSSIMCodec()
+    >>> codec.decode(codec.encode(rgb, codec.options(quality=2))).shape
+    (64, 64, 3)
+    """
+
+    name = "learned-msssim"
+    label = "Learned hyperprior, tuned for MS-SSIM"
+    Options = LearnedMSSSIMOptions
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return False

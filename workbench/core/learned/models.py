@@ -82,7 +82,7 @@ class FactorizedPrior(TransformCodingModel):
         super().__init__(n, m, levels, scale_bound)
         self.density_y = FactorizedDensity(m)
 
-    def forward(self, x, quality, surrogate, step, zero_center=True, partial_stop=True, hard=False) -> ForwardResult:
+    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
         g, g_inv = self.gains(quality)
         y = self.g_a(x) * g
         y_tilde = surrogate(y, step)
@@ -119,7 +119,7 @@ class MeanScaleHyperprior(TransformCodingModel):
         means, scales = self.h_s(z_hat_scaled).chunk(2, dim=1)
         return means, scales
 
-    def forward(self, x, quality, surrogate, step, zero_center=True, partial_stop=True, hard=False) -> ForwardResult:
+    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
         g, g_inv = self.gains(quality)
         gz, gz_inv = self.gains_z(quality)
         y = self.g_a(x) * g
@@ -128,11 +128,16 @@ class MeanScaleHyperprior(TransformCodingModel):
         z_tilde = torch.round(z) if hard else z + torch.empty_like(z).uniform_(-0.5, 0.5)
         bits_z = -torch.log2(self.density_z.likelihood(z_tilde)).sum(dim=(1, 2, 3))
         means, scales = self.entropy_params(z_tilde * gz_inv)
-        # One surrogate sample serves rate and reconstruction: Q(v) = v + offset, offset gradient-free.
+        # Zero-center quantization: the surrogate acts on the residual y − μ, so its offset (what
+        # rounding adds) depends on μ, but the offset is gradient-free and the reconstruction is
+        # y + offset. That is the partial stop-gradient: μ gets its gradient from the rate alone, as
+        # at inference, where μ + round(y − μ) lands next to y whatever μ is. (Letting the
+        # reconstruction's gradient reach μ as well — ŷ = μ + Q(y − sg(μ)) — made training diverge
+        # within 40 steps here: the surrogate then claims μ moves ŷ, which rounding undoes.)
         if zero_center:
             offset = (surrogate(y - means, step) - (y - means)).detach()
             residual = y - means + offset
-            y_tilde = means + (y - means.detach()) + offset if partial_stop else y + offset
+            y_tilde = y + offset
         else:
             y_tilde = surrogate(y, step)
             residual = y_tilde - means

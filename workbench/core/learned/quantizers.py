@@ -16,10 +16,8 @@ At inference every one of them is plain rounding on a step Δ: k = round(v / Δ)
   rounding. Forward is the sample, backward the identity. τ decays exponentially from `tau_start`
   to `tau_end` over `tau_steps` training steps — the schedule is ours too.
 
-Zero-center quantization (ŷ = μ + Q(y − μ)) with partial stop-gradient is applied by the model, not
-here: the reconstruction uses ŷ = μ + Q(y − sg(μ)), so the reconstruction's gradient reaches μ
-directly, while the rate term keeps the full gradient of the residual, which pulls μ towards y. That
-placement of the stop-gradient is our reading of the paper's description.
+Zero-center quantization (ŷ = μ + Q(y − μ)) with its partial stop-gradient is applied by the model,
+not here (`MeanScaleHyperprior.forward` says where the stop-gradient sits and why).
 """
 
 from __future__ import annotations

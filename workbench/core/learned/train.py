@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from workbench.core import metrics
-from workbench.core.errors import OptionError
+from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
 from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model
@@ -41,7 +41,6 @@ class TrainOptions:
     latent_channels: int = option(128, "channels of the latent y (M)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
     zero_center: bool = option(True, "quantize y − μ instead of y (hyperprior only)")
-    partial_stop: bool = option(True, "stop the gradient of μ inside the reconstruction's residual")
     scale_bound: float = option(0.11, "lower bound on the Gaussian scale", minimum=1e-3, maximum=10.0)
     metric: str = option("mse", "distortion the model is optimised for", choices=("mse", "ms-ssim"))
     lambdas: str = option("", "comma-separated λ per quality level (default: 8 levels for the metric)")
@@ -142,6 +141,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
               "train_crops": int(crops.train.shape[0]), "validation_crops": int(val.shape[0]),
               "files": crops.files, "lambda_values": lambdas.tolist()}
     window: list[dict] = []
+    skipped = 0
     t_start = time.perf_counter()
     while step < opts.steps:
         for group in optimizer.param_groups:
@@ -151,26 +151,35 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         lam = _interp_lambda(lambdas, quality).to(device=device, dtype=torch.float32)
         quality = quality.to(device)
         model.train()
-        res = net(x, quality, surrogate, step, opts.zero_center, opts.partial_stop)
+        res = net(x, quality, surrogate, step, opts.zero_center)
         pixels = x.shape[-1] * x.shape[-2]
         bpp = (res.bits_y + res.bits_z) / pixels
         dist = distortion(x, res.x_hat, opts.metric)
         loss = (bpp + lam * dist).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         step += 1
-        with torch.no_grad():
-            mse = (x - res.x_hat.clamp(0, 1)).pow(2).mean()
-            window.append({"loss": float(loss), "bpp": float(bpp.mean()), "mse": float(mse),
-                           "entropy": float(((res.bits_y + res.bits_z) / res.latents).mean())})
-        metrics_now = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-        metrics_now["psnr"] = 10 * math.log10(1.0 / max(metrics_now["mse"], 1e-12))
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+            with torch.no_grad():
+                mse = (x - res.x_hat.clamp(0, 1)).pow(2).mean()
+                window.append({"loss": float(loss), "bpp": float(bpp.mean()), "mse": float(mse),
+                               "entropy": float(((res.bits_y + res.bits_z) / res.latents).mean())})
+        else:
+            # One non-finite gradient would turn every weight into NaN through Adam: skip the batch.
+            # DDP ranks see the same all-reduced norm, so they skip together.
+            skipped += 1
+            if skipped > max(20, opts.steps // 50):
+                raise WorkbenchError(f"training diverged: {skipped} steps with non-finite gradients "
+                                     "(try a lower --lr)")
+        metrics_now = {k: sum(w[k] for w in window) / len(window) for k in window[0]} if window else {}
+        if window:
+            metrics_now["psnr"] = 10 * math.log10(1.0 / max(metrics_now["mse"], 1e-12))
+        metrics_now["skipped_steps"] = skipped
         tau = surrogate.temperature(step)
         if tau is not None:
             metrics_now["temperature"] = tau
-        preview = None
         if step % opts.validate_every == 0 or step == opts.steps:
             v = validate(model, val, levels, surrogate, step, opts)
             metrics_now.update(v)
@@ -180,7 +189,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
             window.clear()
         if rank == 0 and (step % opts.checkpoint_every == 0 or step == opts.steps):
             _save(last, model, optimizer, step, recipe)
-        yield Progress(step, opts.steps, f"step {step}", metrics=metrics_now, preview=preview)
+        yield Progress(step, opts.steps, f"step {step}", metrics=metrics_now)
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
@@ -199,7 +208,7 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     for level in range(1, levels + 1):
         q = torch.full((val.shape[0],), float(level), device=val.device)
         for kind, quant, hard in (("soft", surrogate, False), ("hard", hard_q, True)):
-            r = model(val, q, quant, step, opts.zero_center, opts.partial_stop, **({"hard": hard} if
+            r = model(val, q, quant, step, opts.zero_center, **({"hard": hard} if
                       model.has_hyperprior else {}))
             x_hat = r.x_hat.clamp(0, 1)
             sums[f"val_bpp_{kind}"] += float(((r.bits_y + r.bits_z) / pixels).mean())
@@ -227,6 +236,9 @@ def _interp_lambda(lambdas: torch.Tensor, quality: torch.Tensor) -> torch.Tensor
 
 
 def _save(path: Path, model, optimizer, step: int, recipe: dict) -> None:
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise WorkbenchError(f"training diverged before step {step} (non-finite weights); the last good "
+                             f"checkpoint {path} was kept — resume with a lower --lr")
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "recipe": json.dumps(recipe), "architecture": model.name, "config": json.dumps(model.config)}, tmp)
