@@ -110,3 +110,21 @@ def test_summarize_puts_the_equal_quality_sentence_first():
 def test_lossless_threshold_matches_the_metrics_module():
     from workbench.core import metrics
     assert LOSSLESS_DB == metrics.MAX_DB
+
+
+def test_network_sentence_says_size_and_accuracy_in_one_sentence():
+    from workbench.core.summary import network_sentence
+
+    assert network_sentence(352_712, 29_800, 0.989, 0.987) == (
+        "The network is now 11.8 times smaller (353 kB → 29.8 kB) and its accuracy went from 98.9 % to 98.7 %.")
+    assert network_sentence(352_712, 10_003, 0.98886, 0.98890).endswith("its accuracy stayed at 98.9 %.")
+    assert network_sentence(1000, 800, 0.5, 0.6) == ("The network is now 20 % smaller (1 kB → 800 bytes) and its "
+                                                    "accuracy went from 50.0 % to 60.0 %.")
+    no_task = network_sentence(4_000_000, 1_000_000)
+    assert no_task.startswith("The network is now 4.0 times smaller (4 MB → 1 MB);") and "not measured" in no_task
+    assert network_sentence(1000, 1500).startswith("The network got 50 % larger (1 kB → 1.5 kB)")
+    assert network_sentence(1000, 1001).startswith("The network is about the same size as before")
+    for s in (no_task, network_sentence(10, 3, 0.1, 0.2)):
+        assert s.count(". ") == 0 and s.endswith(".")
+    with pytest.raises(ValueError):
+        network_sentence(0, 10)

@@ -235,3 +235,35 @@ def summarize(left: Measurement | None, right: Measurement | None,
             sentences.append(equal_quality_sentence(right_curve, left))
     sentences.append(point_sentence(left, right))
     return " ".join(s for s in sentences if s)
+
+
+def network_sentence(original_bytes: int, compressed_bytes: int, accuracy_before: float | None = None,
+                     accuracy_after: float | None = None) -> str:
+    """One sentence on a compressed network: how much smaller the file got and what it cost in accuracy.
+
+    Sizes are of the real files (the checkpoint that was opened, the `.wbn` that was written), so the
+    ratio is what a user saves on disk or on the wire. Accuracies are shares (0..1) on the task's test
+    set; when they print the same to one decimal the sentence says so instead of "went from 98.9 % to
+    98.9 %". Without a task the sentence says that accuracy was not measured rather than hide it.
+
+    >>> network_sentence(352_712, 10_003, 0.9889, 0.9889)
+    'The network is now 35.3 times smaller (353 kB → 10 kB) and its accuracy stayed at 98.9 %.'
+    """
+    if original_bytes <= 0 or compressed_bytes <= 0:
+        raise ValueError("sizes must be positive")
+    ratio = original_bytes / compressed_bytes
+    sizes = f"({format_size(original_bytes)} → {format_size(compressed_bytes)})"
+    if ratio >= 2.0:
+        size = f"is now {ratio:.1f} times smaller {sizes}"
+    elif ratio > 1.005:
+        size = f"is now {(1.0 - 1.0 / ratio) * 100:.0f} % smaller {sizes}"
+    elif ratio >= 0.995:
+        size = f"is about the same size as before {sizes}"
+    else:
+        size = f"got {(1.0 / ratio - 1.0) * 100:.0f} % larger {sizes}"
+    if accuracy_before is None or accuracy_after is None:
+        return f"The network {size}; its accuracy was not measured, because the workbench has no test set for it."
+    before, after = f"{accuracy_before * 100:.1f} %", f"{accuracy_after * 100:.1f} %"
+    if before == after:
+        return f"The network {size} and its accuracy stayed at {after}."
+    return f"The network {size} and its accuracy went from {before} to {after}."

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QStandardItemModel
+from PySide6.QtGui import QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSlider,
     QSpinBox, QToolButton, QVBoxLayout, QWidget,
@@ -82,18 +82,23 @@ class _NumberEditor(_Editor):
             self.spin.setRange(int(spec.minimum if spec.minimum is not None else -INT_LIMIT),
                                int(spec.maximum if spec.maximum is not None else INT_LIMIT))
             self.spin.setSingleStep(self._step)
+        elif _is_wide(spec):
+            self.spin = _FreeSpinBox()
+            self._step = 1.0
+            self.spin.setRange(spec.minimum, spec.maximum)
         else:
             self.spin = QDoubleSpinBox()
             span = (spec.maximum - spec.minimum) if spec.minimum is not None and spec.maximum is not None else 100.0
             self._step = float(spec.step or _nice_step(span / 200.0))
-            self.spin.setDecimals(max(0, -math.floor(math.log10(self._step))) if self._step < 1 else 0)
+            decimals = max(0, -math.floor(math.log10(self._step))) if self._step < 1 else 0
+            self.spin.setDecimals(_decimals_to_show(decimals, spec.default, spec.minimum))
             self.spin.setRange(spec.minimum if spec.minimum is not None else -1e12,
                                spec.maximum if spec.maximum is not None else 1e12)
             self.spin.setSingleStep(self._step)
         self.spin.setKeyboardTracking(False)       # typing "75" must not encode at 7 first
         self.spin.setToolTip(spec.help)
         self.slider: QSlider | None = None
-        if spec.minimum is not None and spec.maximum is not None:
+        if spec.minimum is not None and spec.maximum is not None and not isinstance(self.spin, _FreeSpinBox):
             self.slider = QSlider(Qt.Orientation.Horizontal)
             self.slider.setRange(0, self._to_ticks(spec.maximum))
             self.slider.setPageStep(max(1, self.slider.maximum() // 10))
@@ -137,6 +142,56 @@ class _NumberEditor(_Editor):
             self.slider.blockSignals(True)
             self.slider.setValue(self._to_ticks(self.spin.value()))
             self.slider.blockSignals(False)
+
+
+#: A float option whose range spans this many times its default step (or this ratio between its
+#: bounds) gets a free-form number box instead of a slider: a slider over 0..10⁶ moves in steps of
+#: thousands, useless for a quantization step of 0.01 or a learning rate of 10⁻⁴.
+WIDE_RANGE = 1e4
+
+
+def _is_wide(spec: OptionSpec) -> bool:
+    if spec.type is not float or spec.step is not None or spec.minimum is None or spec.maximum is None:
+        return False
+    span = spec.maximum - spec.minimum
+    return span >= WIDE_RANGE or (spec.minimum > 0 and spec.maximum / spec.minimum >= WIDE_RANGE)
+
+
+def _decimals_to_show(decimals: int, *values: float | None) -> int:
+    """At least `decimals`, and enough that the default and the minimum are shown (and kept) exactly:
+    a λ of 0.02 in a box with one decimal would silently become 0.0."""
+    for v in values:
+        while v is not None and decimals < 8 and abs(round(v, decimals) - v) > 1e-12 * max(1.0, abs(v)):
+            decimals += 1
+    return decimals
+
+
+class _FreeSpinBox(QDoubleSpinBox):
+    """A number box for values spanning orders of magnitude: shows them in %g form (1e-05, 2000,
+    0.013) and steps by about a tenth of the current value's magnitude."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setDecimals(12)
+        self.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:.6g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text.replace(",", "."))
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        try:
+            v = float(text.replace(",", "."))
+        except ValueError:
+            ok = text.strip() in ("", "-", "+", ".") or text.lower().endswith(("e", "e-", "e+"))
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+        state = QValidator.State.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.State.Intermediate
+        return state, text, pos
 
 
 def _nice_step(raw: float) -> float:
@@ -218,6 +273,52 @@ def make_editor(spec: OptionSpec) -> _Editor:
     return _TextEditor(spec)
 
 
+class OptionsForm(QWidget):
+    """Editors for one frozen options dataclass, one row per field; `committed` when a value is final.
+
+    Shared by the codec panels and the network quantizer panel, so a quantizer, like a codec, gets its
+    controls from its `Options` declaration alone.
+    """
+
+    committed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._form = QFormLayout(self)
+        self._form.setContentsMargins(0, 4, 0, 0)
+        self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.editors: dict[str, _Editor] = {}
+
+    def build(self, options_cls: type | None, tooltips: dict[str, str] | None = None) -> None:
+        """Replace the rows with editors for `options_cls` (None: no rows), at their defaults."""
+        while self._form.rowCount():
+            self._form.removeRow(0)
+        self.editors.clear()
+        if options_cls is None:
+            return
+        for spec in specs(options_cls):
+            editor = make_editor(spec)
+            if tooltips and spec.name in tooltips:
+                editor.setToolTip(tooltips[spec.name])
+            editor.committed.connect(self.committed)
+            label = QLabel(spec.title)
+            label.setToolTip(editor.toolTip())
+            self._form.addRow(label, editor)
+            self.editors[spec.name] = editor
+
+    def values(self) -> dict[str, Any]:
+        return {name: ed.value() for name, ed in self.editors.items()}
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show `values` without emitting `committed`; values outside today's ranges keep the default."""
+        for name, value in values.items():
+            if name in self.editors:
+                try:
+                    self.editors[name].set_value(self.editors[name].spec.convert(value))
+                except WorkbenchError:
+                    pass
+
+
 class CodecPanel(QGroupBox):
     """Codec chooser plus generated option widgets; emits `changed` when a new encode is due."""
 
@@ -242,12 +343,10 @@ class CodecPanel(QGroupBox):
                 item.setEnabled(False)
                 item.setToolTip(f"Not available here: {why}")
         lay.addWidget(self.combo)
-        self._form_host = QWidget()
-        self._form = QFormLayout(self._form_host)
-        self._form.setContentsMargins(0, 4, 0, 0)
-        self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self._form_host = OptionsForm()
+        self._form_host.committed.connect(self.changed)
         lay.addWidget(self._form_host)
-        self._editors: dict[str, _Editor] = {}
+        self._editors = self._form_host.editors
         self.combo.currentIndexChanged.connect(self._codec_changed)
 
     def codec(self) -> str | None:
@@ -261,8 +360,7 @@ class CodecPanel(QGroupBox):
         codec = self.codec()
         if codec is None:
             return Selection(None)
-        values = {name: ed.value() for name, ed in self._editors.items()}
-        return Selection(codec, build(codec_class(codec).Options, values))
+        return Selection(codec, build(codec_class(codec).Options, self._form_host.values()))
 
     def set_selection(self, codec: str | None, values: dict[str, Any] | None = None) -> bool:
         """Show `codec` with `values` without emitting `changed`; False when the codec cannot be chosen."""
@@ -273,12 +371,7 @@ class CodecPanel(QGroupBox):
         self.combo.setCurrentIndex(index)
         self.combo.blockSignals(False)
         self._rebuild(codec)
-        for name, value in (values or {}).items():
-            if name in self._editors:
-                try:
-                    self._editors[name].set_value(self._editors[name].spec.convert(value))
-                except WorkbenchError:
-                    pass                        # a stale saved value outside today's range: keep the default
+        self._form_host.set_values(values or {})   # a stale saved value outside today's range keeps the default
         return True
 
     def state(self) -> dict[str, Any]:
@@ -291,22 +384,12 @@ class CodecPanel(QGroupBox):
         self.changed.emit()
 
     def _rebuild(self, codec: str | None) -> None:
-        while self._form.rowCount():
-            self._form.removeRow(0)
-        self._editors.clear()
         if codec is None:
+            self._form_host.build(None)
             self._form_host.setVisible(False)
             return
         cls = codec_class(codec)
-        for spec in specs(cls.Options):
-            editor = make_editor(spec)
-            if spec.name == "quality" and cls.quality_help:
-                editor.setToolTip(cls.quality_help)
-            editor.committed.connect(self.changed)
-            label = QLabel(spec.title)
-            label.setToolTip(editor.toolTip())
-            self._form.addRow(label, editor)
-            self._editors[spec.name] = editor
+        self._form_host.build(cls.Options, {"quality": cls.quality_help} if cls.quality_help else None)
         self._form_host.setVisible(True)
 
 

@@ -63,7 +63,12 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
                       "should shrink during annealing."),
     "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
     "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
-    "accuracy": MetricInfo("Accuracy", "%", "Share of test samples the network classifies correctly."),
+    "accuracy": MetricInfo("Accuracy", "", "Share of test samples the network classifies correctly "
+                           "(1 = all of them)."),
+    "snr_db": MetricInfo("SNR", "dB", "Signal-to-noise ratio of the quantized weights: how far they moved, "
+                         "in dB; higher means closer to the original weights."),
+    "total_rate": MetricInfo("Rate so far", "bits", "Estimated bits of all weights quantized so far "
+                             "(their entropy times their number)."),
     "step_size": MetricInfo("Step Δ", "", "Quantization step size."),
 }
 
@@ -163,8 +168,9 @@ class LiveCurves(QWidget):
     `add_events(events)`.
     """
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, columns: int = _COLUMNS):
         super().__init__(parent)
+        self._columns = max(1, columns)              # plots per row: a wide, short pane wants more
         self._runner: JobRunner | None = None
         self._series: dict[str, _Series] = {}       # data, in the order the keys first appeared
         self._plots: dict[str, _MetricPlot] = {}     # their plots, created on their first turn
@@ -329,7 +335,7 @@ class LiveCurves(QWidget):
         i = list(self._series).index(key)
         widget = pg.PlotWidget()
         widget.setMinimumSize(160, 150)
-        self._grid.addWidget(widget, i // _COLUMNS, i % _COLUMNS)
+        self._grid.addWidget(widget, i // self._columns, i % self._columns)
         mp = _MetricPlot(key, widget, i, self._series[key])
         self._plots[key] = mp
         self._style_plot(mp)

@@ -24,6 +24,7 @@ from workbench import __version__
 from workbench.core.codecs import codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.images import IMAGE_SUFFIXES, LoadedImage, list_images, load_image
+from workbench.core.network.paths import is_checkpoint_path
 from workbench.core.summary import GLOSSARY, format_size
 from workbench.ui.codec_panel import Selection
 from workbench.ui.compare_view import CompareView
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
         self.compare.status_message.connect(lambda text: self.show_status(text, 20_000))
         self.rd_view = None
         self.live = None
+        self.network = None
         self._tabs_requested = False
 
         self.tabs = QTabWidget()
@@ -114,6 +116,31 @@ class MainWindow(QMainWindow):
         self.live = LiveCurves()
         self.live.attach(self.rd_view.runner)   # the Live tab follows whatever sweep runs
         self.tabs.addTab(self.live, "Live")
+        self.network_view()
+
+    def network_view(self):
+        """The Network tab, created on first use: it needs torch, which the window does not load up front."""
+        if self.network is None:
+            from workbench.ui.network_view import NetworkView
+
+            self.network = NetworkView()
+            self.network.status_message.connect(lambda text: self.show_status(text, 20_000))
+            self.tabs.addTab(self.network, "Network")
+        return self.network
+
+    def open_checkpoint(self, path: str | Path | None = None) -> bool:
+        """Show the Network tab and open `path` there (a file dialog without one)."""
+        view = self.network_view()
+        self.tabs.setCurrentWidget(view)
+        if path is None:
+            view.open_dialog()
+            return True
+        return view.open_path(path)
+
+    def run_network_demo(self) -> bool:
+        view = self.network_view()
+        self.tabs.setCurrentWidget(view)
+        return view.run_demo()
 
     def _build_image_bar(self) -> QWidget:
         bar = QWidget()
@@ -183,6 +210,12 @@ class MainWindow(QMainWindow):
         self.act_demo = self._action("Run the &Demo", self.run_demo, None,
                                      "Compare JPEG with a modern codec at the same file size on a sample photo",
                                      SP.SP_MediaPlay)
+        self.act_open_net = self._action("Open &Checkpoint…", lambda: self.open_checkpoint(), "Ctrl+Shift+N",
+                                         "Open a network checkpoint (.pt, .pth, .safetensors or a Hugging Face "
+                                         "folder) in the Network tab", SP.SP_FileDialogStart)
+        self.act_demo_net = self._action("Demo &Network", self.run_network_demo, None,
+                                         "Compress the bundled digits network and see what it costs in accuracy",
+                                         SP.SP_MediaSeekForward)
         self.act_help = self._action("Workbench &Help", self.show_help, QKeySequence.StandardKey.HelpContents,
                                      "What the numbers mean and how to use the workbench", SP.SP_DialogHelpButton)
         self.act_about = self._action("&About", self.show_about)
@@ -197,7 +230,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        m.addActions([self.act_open, self.act_open_folder])
+        m.addActions([self.act_open, self.act_open_folder, self.act_open_net])
         self.recent_menu = m.addMenu("Open &Recent")
         m.addSeparator()
         m.addActions([self.act_export, self.act_copy_cli])
@@ -210,7 +243,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_prev, self.act_next])
         m = mb.addMenu("&Help")
-        m.addActions([self.act_help, self.act_demo])
+        m.addActions([self.act_help, self.act_demo, self.act_demo_net])
         m.addSeparator()
         m.addAction(self.act_about)
 
@@ -219,7 +252,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("main-toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tb.addActions([self.act_open, self.act_open_folder, self.act_demo])
+        tb.addActions([self.act_open, self.act_open_folder, self.act_demo, self.act_demo_net])
         tb.addSeparator()
         for act, text in ((self.act_fit, "Fit"), (self.act_actual, "1:1"), (self.act_zoom_in, "Zoom +"),
                           (self.act_zoom_out, "Zoom −"), (self.act_heat, "Heat map"), (self.act_help, "Help")):
@@ -327,6 +360,13 @@ class MainWindow(QMainWindow):
         Problems are collected and reported in one message, so dropping twenty files of which three are
         broken does not mean clicking away three dialogs.
         """
+        paths = [Path(p) for p in paths]
+        nets = [p for p in paths if p.exists() and is_checkpoint_path(p)]
+        if nets:                                  # networks go to the Network tab, images stay in Compare
+            opened = self.open_checkpoint(nets[0])
+            paths = [p for p in paths if p not in nets]
+            if not paths:
+                return opened
         files: list[Path] = []
         named: list[Path] = []
         problems: list[str] = []
@@ -488,6 +528,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
         self.worker.shutdown()
+        if self.network is not None:
+            self.network.shutdown()
         super().closeEvent(event)
 
 

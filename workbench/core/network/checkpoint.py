@@ -29,6 +29,7 @@ import torch
 
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.errors import WorkbenchError
+from workbench.core.network.paths import SUFFIXES, is_checkpoint_path  # noqa: F401 (re-exported)
 
 StateDict = dict[str, torch.Tensor]
 
@@ -37,7 +38,6 @@ class CheckpointError(WorkbenchError):
     """A checkpoint cannot be read safely, or does not fit what the operation needs."""
 
 
-SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 def load_checkpoint(path: str | os.PathLike, *, notes: list[str] | None = None) -> StateDict:
@@ -50,6 +50,17 @@ def load_checkpoint(path: str | os.PathLike, *, notes: list[str] | None = None) 
     >>> {k: tuple(v.shape) for k, v in load_checkpoint(d + "/m.safetensors").items()}
     {'w': (2, 3)}
     """
+    p = checkpoint_file(path)
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if p.suffix == ".safetensors" or _looks_like_safetensors(p, head):
+        return _load_safetensors(p)
+    return _load_torch(p, notes if notes is not None else [])
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file a checkpoint path stands for: the path itself, or the safetensors file of a Hugging
+    Face-style folder. Sizes are measured on this file, so "N times smaller" compares real files."""
     p = Path(path)
     if p.is_dir():
         candidates = [p / "model.safetensors"] + sorted(p.glob("*.safetensors"))
@@ -59,11 +70,32 @@ def load_checkpoint(path: str | os.PathLike, *, notes: list[str] | None = None) 
         p = found
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-    if p.suffix == ".safetensors" or _looks_like_safetensors(p, head):
-        return _load_safetensors(p)
-    return _load_torch(p, notes if notes is not None else [])
+    return p
+
+
+@dataclass
+class OpenedCheckpoint:
+    """A loaded state dict together with what a user sees of its file: where it is, how large, and
+    what was dropped while reading it."""
+
+    path: Path
+    state: StateDict
+    file_bytes: int
+    notes: list[str]
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.numel() for t in self.state.values())
+
+
+def open_checkpoint(path: str | os.PathLike) -> OpenedCheckpoint:
+    """`load_checkpoint` plus the file's size and the loader's notes."""
+    notes: list[str] = []
+    state = load_checkpoint(path, notes=notes)
+    if not state:
+        raise CheckpointError(f"{path} holds no tensors")
+    f = checkpoint_file(path)
+    return OpenedCheckpoint(path=f, state=state, file_bytes=f.stat().st_size, notes=notes)
 
 
 def save_checkpoint(state: StateDict, path: str | os.PathLike, *, protect=()) -> Path:
@@ -176,8 +208,10 @@ def _load_torch(p: Path, notes: list[str]) -> StateDict:
             f"{p} needs arbitrary unpickling (it refers to code: {reason.strip()[:160]}); refused because loading "
             "it could run code from the file. Re-save it as a plain state dict or as .safetensors"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as exc:
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, IndexError, KeyError) as exc:
+        # IndexError/KeyError: the restricted unpickler on bytes that are not a pickle at all (a text file)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({why})") from None
     if isinstance(obj, torch.Tensor):
         return {"tensor": obj}
     if not isinstance(obj, dict):
