@@ -332,12 +332,10 @@ def cmd_compress_net(args, rest) -> int:
     importance = load_checkpoint(args.importance) if args.importance else None
     task = None
     if args.eval != "none":
-        from workbench.core.network.demo import DigitsTask
+        from workbench.core.network.demo import task_for
 
-        candidate = DigitsTask()
-        if candidate.matches(state):
-            task = candidate
-        elif args.eval == "digits":
+        task = task_for(state)
+        if task is None and args.eval == "digits":
             raise OptionError("--eval digits needs a checkpoint with the demo CNN's tensors")
     out = Path(args.output) if args.output else (src if src.is_file() else src / "model").with_suffix(".wbn")
     bar = TextProgressBar()

@@ -550,7 +550,8 @@ class HelpDialog(QDialog):
         terms = [("Size", g["size"]), ("bpp (bits per pixel)", g["bpp"]), ("Saved", g["saved"]), ("PSNR", g["psnr"]),
                  ("MS-SSIM", g["ms_ssim"]), ("BD-rate", g["bd_rate"]), ("Encode / decode time",
                  f"{g['encode']} {g['decode']}"), ("Difference heat map", g["heat_map"])]
-        keys = [("Ctrl+O", "open images"), ("Ctrl+Shift+O", "open a folder"), ("Page Up / Page Down",
+        keys = [("Ctrl+O", "open images"), ("Ctrl+Shift+O", "open a folder"),
+                ("Ctrl+Shift+N", "open a network checkpoint"), ("Page Up / Page Down",
                 "previous / next image"), ("Ctrl+S", "export"), ("Ctrl+Shift+C", "copy the right side's CLI command"),
                 ("Ctrl+0", "fit the image to the window"), ("Ctrl+1", "actual size (100 %)"), ("+ / −", "zoom"),
                 ("Ctrl+D", "difference heat map"), ("F1", "this help"), ("Ctrl+Q", "quit")]
@@ -564,6 +565,16 @@ class HelpDialog(QDialog):
                 "smaller the right file is <i>at the same quality</i>.</p>",
                 "<p><b>Demo</b> (toolbar or Help menu) compares JPEG at quality 50 with the best other codec here, "
                 "set to produce a file of the same size, on a sample photo.</p>",
+                "<h2>Compressing a network</h2>",
+                "<p>Drag a checkpoint (.pt, .pth, .safetensors, or a Hugging Face folder with model.safetensors) onto "
+                "the window, or use File ▸ Open Checkpoint; it opens in the <b>Network</b> tab. Files that would run "
+                "code when loaded are refused. Choose a quantizer and its settings on the left and click "
+                "<b>Compress</b>: the table shows what each tensor costs, and clicking a row shows its weights "
+                "before and after as a histogram.</p>",
+                "<p><b>Demo Network</b> (toolbar or Help menu) compresses the bundled digits network and reports its "
+                "accuracy before and after. <b>Save compressed .wbn</b> writes the compressed file and then decodes "
+                "it back from disk to check that every tensor comes back as expected; <b>Save decoded "
+                "checkpoint</b> writes the decoded weights as an ordinary checkpoint.</p>",
                 "<h2>What the numbers mean</h2><dl>"]
         html += [f"<dt><b>{title}</b></dt><dd>{text}</dd>" for title, text in terms]
         html += ["</dl><h2>Keyboard</h2><table>"]

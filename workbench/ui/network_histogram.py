@@ -113,10 +113,11 @@ class TensorHistogramView(QWidget):
 
     def _title_html(self, h: TensorHistogram) -> str:
         before, after = (c.name() for c in self._colors)
-        key = f'<span style="color:{before}">■</span> original'
+        # Non-breaking spaces inside each entry: a narrow panel wraps between the entries, never inside one.
+        key = f'<span style="color:{before}">■</span>&nbsp;original'
         if h.levels is not None:
-            key += (f' &nbsp;<span style="color:{after}">■</span> after quantization: {h.levels} distinct '
-                    f'value{"s" if h.levels != 1 else ""}')
+            key += (f' &nbsp; <span style="color:{after}">■</span>&nbsp;quantized&nbsp;({h.levels}&nbsp;'
+                    f'value{"s" if h.levels != 1 else ""})')
         else:
             key += " (not compressed yet)"
         sampled = "" if h.sampled == h.total else f" (every {-(-h.total // h.sampled)}th counted)"

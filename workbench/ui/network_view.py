@@ -62,6 +62,12 @@ def _write_decoded(data: bytes, path: Path, protect: list[Path]) -> Path:
     return save_checkpoint(decompress_network(data), path, protect=protect)
 
 
+def _description(cls: type) -> str:
+    """What a quantizer does, in plain words: its `description`, else its docstring's first paragraph."""
+    text = getattr(cls, "description", "")
+    return text or inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+
+
 class NetworkView(QWidget):
     status_message = Signal(str)
     #: The network that is now open (an `OpenedCheckpoint`).
@@ -108,9 +114,11 @@ class NetworkView(QWidget):
                                     "Pickled code is never run: such files are refused.")
         self.open_button.clicked.connect(self.open_dialog)
         self.demo_button = QPushButton("Demo network")
-        settings = ", ".join(f"{k} {v}" for k, v in demo.DEMO_OPTIONS.items())
-        self.demo_button.setToolTip(f"Load the bundled digits CNN and compress it with "
-                                    f"{NET_QUANTIZERS.get(demo.DEMO_QUANTIZER).label.lower()} ({settings}), "
+        demo_cls = NET_QUANTIZERS.get(demo.DEMO_QUANTIZER)
+        titles = {s.name: s.title for s in specs(demo_cls.Options)}
+        settings = ", ".join(f"{titles.get(k, k)} {v}" for k, v in demo.DEMO_OPTIONS.items())
+        self.demo_button.setToolTip(f"Load the bundled digits CNN and compress it with the "
+                                    f"{demo_cls.label} quantizer ({settings}), "
                                     "measuring its accuracy before and after.")
         self.demo_button.clicked.connect(self.run_demo)
         self.file_label = QLabel("No network open.")
@@ -169,14 +177,15 @@ class NetworkView(QWidget):
         self.quantizer_combo = QComboBox()
         for cls in NET_QUANTIZERS:
             self.quantizer_combo.addItem(cls.label, cls.name)
-            doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
-            self.quantizer_combo.setItemData(self.quantizer_combo.count() - 1, doc, Qt.ItemDataRole.ToolTipRole)
+            self.quantizer_combo.setItemData(self.quantizer_combo.count() - 1, _description(cls),
+                                             Qt.ItemDataRole.ToolTipRole)
         self.quantizer_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.quantizer_combo.setMinimumContentsLength(20)
         self.quantizer_combo.currentIndexChanged.connect(self._quantizer_changed)
+        # Ordinary text in the palette's own colours (readable in dark mode too), not a disabled label.
         self.quantizer_help = QLabel()
         self.quantizer_help.setWordWrap(True)
-        self.quantizer_help.setEnabled(False)
+        self.quantizer_help.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.options_form = OptionsForm()
         lay.addWidget(self.quantizer_combo)
         lay.addWidget(self.quantizer_help)
@@ -242,7 +251,8 @@ class NetworkView(QWidget):
     def _quantizer_changed(self) -> None:
         cls = NET_QUANTIZERS.get(self.quantizer())
         self.options_form.build(cls.Options)
-        self.quantizer_help.setText(self.quantizer_combo.currentData(Qt.ItemDataRole.ToolTipRole) or "")
+        self.quantizer_combo.setToolTip(cls.label)      # the full name, should a narrow panel elide it
+        self.quantizer_help.setText(_description(cls))
 
     # -- opening ---------------------------------------------------------------------------------
     def open_dialog(self) -> None:

@@ -106,11 +106,18 @@ def entropy_bits(levels: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class ScalarOptions:
-    step: float = option(0.0, "absolute quantization step for every weight tensor (0 = use --qp or --bits)",
-                         minimum=0.0, maximum=1e6)
-    qp: int = option(0, "NNR-style step Δ = 2^(qp/4), e.g. -32 (0 = use --bits)", minimum=-200, maximum=100)
-    bits: int = option(6, "step = max|w| / (2^(bits-1) - 1) when --step and --qp are 0", minimum=2, maximum=16)
-    per_channel: bool = option(False, "with --bits: one step per output channel instead of per tensor")
+    step: float = option(0.0, "The same fixed quantization step for every weight tensor. "
+                         "0 = automatic: the step comes from QP, or from Bits when QP is 0 too.",
+                         minimum=0.0, maximum=1e6, label="Step (0 = automatic)")
+    qp: int = option(0, "Quantization parameter as in NNR/NNCodec: step = 2^(QP/4), so lowering QP by 4 "
+                     "halves the step (-32 gives a step of 1/256). 0 = not used: Bits sets the step.",
+                     minimum=-200, maximum=100, label="QP (0 = off)")
+    bits: int = option(6, "Bits for the largest weight of each tensor: step = max|w| / (2^(bits-1) - 1). "
+                       "Fewer bits give a smaller file and larger errors. Used when Step and QP are 0.",
+                       minimum=2, maximum=16, label="Bits")
+    per_channel: bool = option(False, "With Bits: one step for each output channel instead of one for the whole "
+                               "tensor, so one large weight does not coarsen the whole tensor.",
+                               label="Step per output channel")
 
 
 class _Scalar:
@@ -118,6 +125,7 @@ class _Scalar:
 
     name = ""
     label = ""
+    description = ""
     Options = ScalarOptions
     states = 0
 
@@ -157,7 +165,9 @@ class UniformQuantizer(_Scalar):
     """
 
     name = "uniform"
-    label = "Uniform scalar (per tensor or per output channel)"
+    label = "Uniform (plain rounding)"
+    description = ("Rounds every weight to the nearest multiple of one step: the simple baseline the "
+                   "other quantizers are measured against.")
 
     def quantize_one(self, w2, steps, opts, f2):
         return torch.round(w2.double() / torch.from_numpy(steps).double().view(-1, 1)).long().numpy()
@@ -165,9 +175,12 @@ class UniformQuantizer(_Scalar):
 
 @dataclass(frozen=True)
 class RDOQOptions(ScalarOptions):
-    lam: float = option(0.1, "rate weight λ in J = F·(w − x̂)²/Δ² + λ·bits", minimum=0.0, maximum=100.0)
-    passes: int = option(2, "search passes, each refitting the rate model to the previous result",
-                         minimum=1, maximum=10)
+    lam: float = option(0.1, "How much saving bits counts against the rounding error: 0 = plain rounding; "
+                        "larger values move more weights to cheaper levels (often zero), for a smaller file. "
+                        "The cost minimised is F·(w − x̂)²/Δ² + λ·bits.",
+                        minimum=0.0, maximum=100.0, label="λ (rate weight)")
+    passes: int = option(2, "How many times the levels are chosen again, each time with bit costs measured "
+                         "on the previous result.", minimum=1, maximum=10, label="Passes")
 
 
 @NET_QUANTIZERS.register
@@ -184,7 +197,9 @@ class RDOQuantizer(_Scalar):
     """
 
     name = "rdoq"
-    label = "Rate-distortion optimised scalar (DeepCABAC RDOQ)"
+    label = "Rate-optimised rounding (RDOQ)"
+    description = ("Rounds like Uniform, but moves a weight to a cheaper level (often zero) when that saves "
+                   "more bits than it costs in error, as DeepCABAC does. λ sets the trade-off.")
     Options = RDOQOptions
     states = 0
 
@@ -200,7 +215,8 @@ class RDOQuantizer(_Scalar):
 
 @dataclass(frozen=True)
 class TCQOptions(RDOQOptions):
-    states: int = option(8, "trellis states: 8 (NNR/NNCodec) or 4 (VVC)", choices=(4, 8))
+    states: int = option(8, "Size of the trellis state machine: 8 as in NNR/NNCodec, 4 as in VVC.",
+                         choices=(4, 8), label="Trellis states")
 
 
 @NET_QUANTIZERS.register
@@ -216,7 +232,9 @@ class TrellisQuantizer(RDOQuantizer):
     """
 
     name = "tcq"
-    label = "Trellis-coded (dependent) quantization, 4 or 8 states"
+    label = "Trellis-coded (TCQ)"
+    description = ("Like RDOQ, but each weight's level also depends on the previous one through a 4- or "
+                   "8-state trellis, which gives a finer effective grid for the same bits (as in NNR and VVC).")
     Options = TCQOptions
 
     def run(self, inp, opts):
@@ -226,17 +244,25 @@ class TrellisQuantizer(RDOQuantizer):
 
 @dataclass(frozen=True)
 class SHVQOptions:
-    centers: int = option(16, "codebook size per tensor", minimum=2, maximum=256)
-    lam: float = option(0.02, "rate weight (per bit per weight) against the task or distortion loss",
-                        minimum=0.0, maximum=100.0)
-    iters: int = option(300, "optimisation steps (σ is annealed over them)", minimum=0, maximum=100000)
-    sigma0: float = option(2.0, "initial softness σ (in units of 1/std²)", minimum=1e-3, maximum=1e6)
-    sigma1: float = option(2000.0, "final σ: large means soft and hard assignments agree", minimum=1e-3,
-                           maximum=1e9)
-    lr: float = option(1e-3, "learning rate of weights and centers", minimum=1e-7, maximum=1.0)
-    finetune: bool = option(True, "train the weights with the task loss when an evaluator exists")
-    eval_every: int = option(50, "evaluate task accuracy every N steps (0 = only at the end)", minimum=0,
-                             maximum=100000)
+    centers: int = option(16, "How many distinct values each weight tensor may keep (its codebook size).",
+                          minimum=2, maximum=256, label="Codebook size")
+    lam: float = option(0.02, "How much each bit per weight counts against the task loss (or, without an "
+                        "accuracy test, the weight error): larger values give a smaller file.",
+                        minimum=0.0, maximum=100.0, label="λ (rate weight)")
+    iters: int = option(300, "Optimisation steps; the assignment of weights to codebook values goes from "
+                        "soft to hard over them.", minimum=0, maximum=100000, label="Steps")
+    sigma0: float = option(2.0, "Hardness σ of the assignment at the first step (in units of 1/std²): "
+                           "small means soft, each weight pulled by many codebook values.",
+                           minimum=1e-3, maximum=1e6, label="Start σ (hardness)")
+    sigma1: float = option(2000.0, "Hardness σ at the last step: large means the soft assignment agrees with "
+                           "the final nearest-value one.", minimum=1e-3, maximum=1e9, label="End σ (hardness)")
+    lr: float = option(1e-3, "Learning rate of the weights and codebook values.", minimum=1e-7, maximum=1.0,
+                       label="Learning rate")
+    finetune: bool = option(True, "Also train the weights on the task when the workbench can measure its "
+                            "accuracy (the demo network); otherwise only the codebook values move.",
+                            label="Finetune weights")
+    eval_every: int = option(50, "Measure the accuracy every N steps while optimising (0 = only at the end).",
+                             minimum=0, maximum=100000, label="Accuracy every N steps")
 
 
 @NET_QUANTIZERS.register
@@ -255,7 +281,9 @@ class SoftToHardVQ:
     """
 
     name = "shvq"
-    label = "Soft-to-hard vector quantization (annealed, with rate term)"
+    label = "Soft-to-hard VQ (learned codebook)"
+    description = ("Learns a small set of values for each tensor by gradient descent, trading file size "
+                   "against accuracy; on the demo network it also finetunes the weights. Slower.")
     Options = SHVQOptions
 
     def run(self, inp: QuantInput, opts) -> Job[QuantOutput]:
