@@ -29,6 +29,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, protect: Iterabl
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        # mkstemp creates the file readable by its owner only; give it the permissions any other
+        # new file would get (0666 minus the umask), or exports could not be shared or packaged.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -46,3 +49,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, protect: Iterabl
             except OSError:
                 pass
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
