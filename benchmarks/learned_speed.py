@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6)
     ap.add_argument("--quality", type=float, default=4)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--model", default="hyperprior-mse")
+    ap.add_argument("--model", default="dct-hyperprior-mse")
     a = ap.parse_args()
     images = [load_image(p).rgb for p in list_images(a.folder)[: a.limit]]
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,8 +19,8 @@ CODEC_ID = "learned"
 class LearnedOptions:
     quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
                             "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
-    model: str = option(DEFAULT_MODEL, "shipped model name (hyperprior-mse for PSNR, hyperprior-msssim for "
-                        "MS-SSIM) or a .safetensors path")
+    model: str = option(DEFAULT_MODEL, "shipped model name (dct-hyperprior-mse for PSNR, dct-hyperprior-msssim "
+                        "for MS-SSIM) or a .safetensors path")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
                          minimum=0.25, maximum=8.0, step=0.05, label="Step Δ")
     device: str = option("auto", "where the encoder's transforms run: auto (CUDA when present), cpu or cuda",
@@ -39,7 +39,7 @@ class LearnedCodec(ImageCodec):
     """
 
     name = "learned"
-    label = "Learned hyperprior, tuned for PSNR"
+    label = "Learned (DCT hyperprior), tuned for PSNR"
     extension = ".wbi"
     Options = LearnedOptions
     sweep = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -72,7 +72,7 @@ class LearnedCodec(ImageCodec):
 
 @dataclass(frozen=True)
 class LearnedMSSSIMOptions(LearnedOptions):
-    model: str = option("hyperprior-msssim", "shipped model name or a .safetensors path")
+    model: str = option("dct-hyperprior-msssim", "shipped model name or a .safetensors path")
 
 
 @register_codec
@@ -86,7 +86,7 @@ class LearnedMSSSIMCodec(LearnedCodec):
     """
 
     name = "learned-msssim"
-    label = "Learned hyperprior, tuned for MS-SSIM"
+    label = "Learned (DCT hyperprior), tuned for MS-SSIM"
     Options = LearnedMSSSIMOptions
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
-DEFAULT_MODEL = "hyperprior-mse"
+DEFAULT_MODEL = "dct-hyperprior-mse"
 
 
 def shipped_models() -> list[str]:

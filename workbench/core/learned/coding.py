@@ -36,7 +36,6 @@ from workbench.core.learned import densities
 from workbench.core.learned.weights import CodecModel, load_codec_model, model_for_file
 
 CODEC_ID = "learned"
-PAD = 64
 ESCAPE_MAX = (1 << 14) - 1
 _SYNTH_THREADS = 2
 
@@ -54,7 +53,7 @@ def encode_image(rgb: np.ndarray, options) -> tuple[bytes, float | None]:
     cm = load_codec_model(options.model)
     device = _device(options.device)
     h, w = rgb.shape[:2]
-    x = _to_tensor(rgb)
+    x = _to_tensor(rgb, cm.model.z_stride)
     quality = torch.tensor([float(options.quality)])
     with torch.no_grad():
         model = cm.model.to(device)
@@ -103,23 +102,23 @@ def decode_image(data: bytes) -> np.ndarray:
                                  "(model hash mismatch); decoding it would give a wrong image")
         raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed here")
     h, w = c.shapes[0][:2]
-    hp, wp = _padded(h), _padded(w)
+    hp, wp = _padded(h, cm.model.z_stride), _padded(w, cm.model.z_stride)
     model = cm.model
     q = torch.tensor([quality])
     reader_z, reader_y = CategoricalReader(c.streams[0]), CategoricalReader(c.streams[1])
     if model.has_hyperprior:
-        z_hat = _read_per_channel(reader_z, cm.hyper_tables, (hp // 64, wp // 64))
+        z_hat = _read_per_channel(reader_z, cm.hyper_tables, (hp // model.z_stride, wp // model.z_stride))
         reader_z.finish()
         means, scales = _hyper_params(cm, z_hat[None], q)
         levels = densities.scale_indices(scales / step)[0]
         k = _read_levels(reader_y, levels, cm.gaussian)
         y_hat = means + step * k[None].to(torch.float64)
     else:
-        y_hat = step * _read_per_channel(reader_y, cm.hyper_tables, (hp // 16, wp // 16))[None]
+        y_hat = step * _read_per_channel(reader_y, cm.hyper_tables, (hp // model.y_stride, wp // model.y_stride))[None]
     reader_y.finish()
     with torch.no_grad(), _threads(_SYNTH_THREADS):
         _, g_inv = model.gains(q)
-        x_hat = model.g_s((y_hat * g_inv.to(torch.float64)).to(torch.float32))
+        x_hat = model.synthesise((y_hat * g_inv.to(torch.float64)).to(torch.float32))
     out = torch.round(x_hat[0, :, :h, :w].clamp(0, 1) * 255).to(torch.uint8)
     return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
 
@@ -135,16 +134,16 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _padded(n: int) -> int:
-    return (n + PAD - 1) // PAD * PAD
+def _padded(n: int, multiple: int) -> int:
+    return (n + multiple - 1) // multiple * multiple
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(1, 3, H', W') in 0..1, edge-padded to multiples of 64 (the hyperprior's total stride)."""
+def _to_tensor(rgb: np.ndarray, multiple: int) -> torch.Tensor:
+    """(1, 3, H', W') in 0..1, edge-padded to multiples of the model's total stride."""
     h, w = rgb.shape[:2]
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
-    return F.pad(x, (0, _padded(w) - w, 0, _padded(h) - h), mode="replicate") if (h, w) != (_padded(h), _padded(w)) \
-        else x
+    hp, wp = _padded(h, multiple), _padded(w, multiple)
+    return F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
 
 
 @contextmanager

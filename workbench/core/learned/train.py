@@ -36,7 +36,7 @@ from workbench.core.options import option
 
 @dataclass(frozen=True)
 class TrainOptions:
-    model: str = option("hyperprior", "architecture", choices=("hyperprior", "factorized"))
+    model: str = option("dct-hyperprior", "architecture", choices=("dct-hyperprior", "hyperprior", "factorized"))
     channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
     latent_channels: int = option(128, "channels of the latent y (M)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
@@ -87,8 +87,9 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, metric: str) -> torch.Tenso
 def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surrogate_options: dict | None = None
               ) -> Job[Path]:
     """Yields Progress events; returns the path of the final checkpoint."""
-    if opts.crop % 64:
-        raise OptionError(f"--crop must be a multiple of 64 (the hyperprior downsamples 64x), got {opts.crop}")
+    stride = MODELS.get(opts.model).z_stride
+    if opts.crop % stride:
+        raise OptionError(f"--crop must be a multiple of {stride} for the {opts.model} model, got {opts.crop}")
     lambdas = torch.tensor(opts.lambda_values(), dtype=torch.float64)
     levels = len(lambdas)
     MODELS.get(opts.model)
