@@ -291,3 +291,19 @@ def test_an_encoder_failure_is_reported_on_its_side(qtbot, window, monkeypatch):
     assert status == "Encoding failed: the JPEG encoder refused the image: out of memory (test)."
     assert window.compare.summary_text().startswith("No comparison: the right side could not be encoded")
     assert window.compare.right.metrics.value("psnr") == "–"
+
+
+def test_learned_codec_shows_its_rate_estimate_and_exports_a_wbi(qtbot, window, tmp_path):
+    if not codec_class("learned").is_available():
+        pytest.skip("no learned model weights")
+    drop(window, [CHAPEL])
+    choose(window.compare.right.panel, "learned", 3)
+    wait_encoded(qtbot, window)
+    right = window.compare.right
+    r = right.result
+    assert right.metrics.value("bpp") == f"{r.bpp:.3f} (model estimate {r.estimated_bpp:.3f})"
+    written = window.export_side("right", tmp_path / "out.wbi", {"bitstream", "json"})
+    rgb, cls = decode_any((tmp_path / "out.wbi").read_bytes())
+    assert cls.name == "learned" and np.array_equal(rgb, r.reconstruction)
+    assert json.loads(written[1].read_text())["estimated_bpp"] == pytest.approx(r.estimated_bpp)
+    assert not window.errors

@@ -457,7 +457,10 @@ class SideMetrics(QWidget):
             ms = "1 (identical)"
         else:
             ms = f"{q.ms_ssim:.4f} ({q.ms_ssim_db:.2f} dB)"
-        self._fill(size=f"{format_size(result.size_bytes)} ({result.size_bytes:,} bytes)", bpp=f"{result.bpp:.3f}",
+        bpp = f"{result.bpp:.3f}"
+        if result.estimated_bpp is not None:      # a learned model's own estimate, beside the real size
+            bpp += f" (model estimate {result.estimated_bpp:.3f})"
+        self._fill(size=f"{format_size(result.size_bytes)} ({result.size_bytes:,} bytes)", bpp=bpp,
                    saved=f"{saved * 100:.1f} %" if saved >= 0 else f"{-saved * 100:.1f} % larger than the original",
                    psnr=psnr, ms_ssim=ms, encode=_ms(result.encode_s), decode=_ms(result.decode_s))
         self.copy_button.setEnabled(True)

@@ -55,8 +55,8 @@ def metrics_report(image: LoadedImage, codec: str, options: Any, result: Compres
     return {
         "input": image.source, "output": None if output is None else str(output), "codec": codec,
         "options": asdict(options), "width": image.width, "height": image.height, "bytes": result.size_bytes,
-        "bpp": result.bpp, "psnr": result.quality.psnr, "ms_ssim": result.quality.ms_ssim,
-        "ms_ssim_db": result.quality.ms_ssim_db, "encode_s": result.encode_s, "decode_s": result.decode_s,
+        "bpp": result.bpp, "estimated_bpp": result.estimated_bpp, "psnr": result.quality.psnr,
+        "ms_ssim": result.quality.ms_ssim, "ms_ssim_db": result.quality.ms_ssim_db, "encode_s": result.encode_s, "decode_s": result.decode_s,
         "input_bytes": image.file_size, "saved_percent": 100.0 * (1 - result.size_bytes / image.file_size),
         "input_notes": list(image.notes), "command": cli_command(image.source, codec, options, output),
     }

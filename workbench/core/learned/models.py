@@ -6,15 +6,15 @@ quantization. A fractional quality interpolates two neighbouring levels geometri
 the app a continuous quality slider and target-size search for the price of one trained model.
 
 `forward` is the training path (surrogate quantization, differentiable likelihoods). The coding path
-(`LearnedCodec` in `codec.py`) uses `analyse`, `hyper_params` and `synthesise` with hard rounding.
-The entropy parameters are always computed on the CPU in float64 (`hyper_params`), on encoder and
-decoder alike, so a file made on a GPU decodes to the same symbols on a CPU.
+(`workbench/core/learned/coding.py`) calls the same sub-networks with hard rounding, and computes
+the entropy parameters on the CPU in float64 on encoder and decoder alike, so a file made on a GPU
+decodes to the same symbols on a CPU.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -50,12 +50,14 @@ class TransformCodingModel(nn.Module):
         super().__init__()
         self.n, self.m, self.levels = n, m, levels
         self.config = {"n": n, "m": m, "levels": levels, "scale_bound": scale_bound}
-        self.g_a = layers.analysis(n, m)
-        self.g_s = layers.synthesis(n, m)
+        self.g_a, self.g_s = self.build_transforms(n, m)
         # Gains start spread out so the levels differ from the first step (λ spans 100x: gains ~3x).
         ramp = torch.linspace(-0.6, 0.6, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
         self.log_gain = nn.Parameter(ramp.repeat(1, m))
         self.log_inv_gain = nn.Parameter(-ramp.repeat(1, m))
+
+    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        return layers.analysis(n, m), layers.synthesis(n, m)
 
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat)
@@ -110,15 +112,19 @@ class MeanScaleHyperprior(TransformCodingModel):
 
     def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
         super().__init__(n, m, levels, scale_bound)
-        act = lambda: nn.LeakyReLU(inplace=True)
-        self.h_a = nn.Sequential(layers.conv(m, n, 3, 1), act(), layers.conv(n, n), act(), layers.conv(n, n))
-        self.h_s = nn.Sequential(layers.deconv(n, m), act(), layers.deconv(m, m * 3 // 2), act(),
-                                 layers.conv(m * 3 // 2, 2 * m, 3, 1))
+        self.h_a, self.h_s = self.build_hyper(n, m)
         self.density_z = FactorizedDensity(n)
         self.gaussian = GaussianScales(scale_bound)
         ramp = torch.linspace(-0.3, 0.3, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
         self.log_gain_z = nn.Parameter(ramp.repeat(1, n))
         self.log_inv_gain_z = nn.Parameter(-ramp.repeat(1, n))
+
+    def build_hyper(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        act = lambda: nn.LeakyReLU(inplace=True)
+        h_a = nn.Sequential(layers.conv(m, n, 3, 1), act(), layers.conv(n, n), act(), layers.conv(n, n))
+        h_s = nn.Sequential(layers.deconv(n, m), act(), layers.deconv(m, m * 3 // 2), act(),
+                            layers.conv(m * 3 // 2, 2 * m, 3, 1))
+        return h_a, h_s
 
     def gains_z(self, quality):
         return self._interp(self.log_gain_z, quality), self._interp(self.log_inv_gain_z, quality)
@@ -178,12 +184,6 @@ class DCTHyperprior(MeanScaleHyperprior):
         if m != 192:
             raise ValueError("the 8x8 DCT model has exactly 192 latent channels (64 coefficients x 3 colours)")
         super().__init__(n, m, levels, scale_bound)
-        act = lambda: nn.LeakyReLU(inplace=True)
-        self.g_a = _BlockDCT(inverse=False)
-        self.g_s = _BlockDCT(inverse=True)
-        self.h_a = nn.Sequential(layers.conv(m, n, 3, 1), act(), layers.conv(n, n), act(), layers.conv(n, n))
-        self.h_s = nn.Sequential(layers.deconv(n, n * 2), act(), layers.deconv(n * 2, m), act(),
-                                 layers.conv(m, 2 * m, 3, 1))
         self.post = _PostFilter()
         # DCT coefficients of 0..1 images are up to ~8 (DC) and mostly well below 1: start with gains
         # that make the middle level quantize like JPEG at moderate quality.
@@ -191,6 +191,16 @@ class DCTHyperprior(MeanScaleHyperprior):
         with torch.no_grad():
             self.log_gain.copy_(ramp.repeat(1, m))
             self.log_inv_gain.copy_(-ramp.repeat(1, m))
+
+    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        return _BlockDCT(inverse=False), _BlockDCT(inverse=True)
+
+    def build_hyper(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        h_a, _ = super().build_hyper(n, m)
+        act = lambda: nn.LeakyReLU(inplace=True)    # narrower than the GDN model's: m = 192 is fixed here
+        h_s = nn.Sequential(layers.deconv(n, n * 2), act(), layers.deconv(n * 2, m), act(),
+                            layers.conv(m, 2 * m, 3, 1))
+        return h_a, h_s
 
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.post(self.g_s(y_hat))

@@ -38,7 +38,7 @@ from workbench.core.options import option
 class TrainOptions:
     model: str = option("dct-hyperprior", "architecture", choices=("dct-hyperprior", "hyperprior", "factorized"))
     channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
-    latent_channels: int = option(128, "channels of the latent y (M)", minimum=8, maximum=512)
+    latent_channels: int = option(192, "channels of the latent y (M; the DCT model needs 192)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
     zero_center: bool = option(True, "quantize y − μ instead of y (hyperprior only)")
     scale_bound: float = option(0.11, "lower bound on the Gaussian scale", minimum=1e-3, maximum=10.0)
