@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,7 +50,12 @@ def main() -> None:
         opts = TrainOptions(model="dct-hyperprior", channels=32, latent_channels=192, lambdas=str(a.lmbda), steps=a.steps,
                             batch=16, crop=64, crops_per_image=4, lr=4e-4, validate_every=a.steps, checkpoint_every=a.steps, **CONFIGS[name])
         final = {}
-        run(train_job(opts, [Path(d) for d in a.data], Path(a.out) / name.replace(" ", "_").replace("+", "and"),
+        folder = Path(a.out) / name.replace(" ", "_").replace("+", "and")
+        folder.mkdir(parents=True, exist_ok=True)
+        for cached in Path(a.out).glob("*/crops-*.pt"):          # same crops for every configuration
+            if not (folder / cached.name).exists():
+                shutil.copy(cached, folder / cached.name)
+        run(train_job(opts, [Path(d) for d in a.data], folder,
                       {"tau_steps": a.steps, "tau_start": 0.3} if opts.quantizer == "sua" else None),
             lambda e: final.update(e.metrics) if "val_bpp_hard" in e.metrics else None)
         d = 255.0 ** 2 * 10 ** (-final["val_psnr_hard"] / 10)
