@@ -159,3 +159,14 @@ def test_sua_temperature_anneals_from_noise_like_to_rounding():
     v.requires_grad_(True)
     q(v, 50).sum().backward()
     assert torch.all(v.grad == 1)                               # straight-through backward
+
+
+def test_a_broken_model_file_is_refused_with_a_message(chapel, tmp_path):
+    from workbench.core.errors import OptionError
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    codec = get_codec("learned")
+    with pytest.raises(OptionError, match="not a valid workbench model file"):
+        codec.encode(chapel, codec.options(model=str(bad)))
+    with pytest.raises(OptionError, match="not found"):
+        codec.encode(chapel, codec.options(model=str(tmp_path / "missing.safetensors")))

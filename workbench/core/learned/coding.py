@@ -19,7 +19,6 @@ caller's torch thread setting.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from functools import lru_cache
 

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
 from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model
-from workbench.core.learned.quantizers import SURROGATES, make_surrogate
+from workbench.core.learned.quantizers import make_surrogate
 from workbench.core.options import option
 
 

@@ -101,10 +101,9 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
     if len(raw) > MAX_MODEL_BYTES:
         raise OptionError(f"model file {path} is larger than {MAX_MODEL_BYTES >> 20} MB")
     try:
-        tensors = st_load(raw)
-        from safetensors import safe_open  # metadata only; the bytes were already validated by load
-        with safe_open(path, framework="pt") as fh:
-            meta = fh.metadata() or {}
+        tensors = st_load(raw)      # validates the header and every tensor's bounds
+        header_len = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
         model = MODELS.get(meta["architecture"])(**json.loads(meta["config"]))
         model.load_state_dict({k[len("weights."):]: v.to(torch.float32) for k, v in tensors.items()
                                if k.startswith("weights.")})
