@@ -376,7 +376,7 @@ def cmd_decompress_net(args, rest) -> int:
 
 
 def cmd_train(args, rest) -> int:
-    from workbench.core.jobs import TextProgressBar
+    from workbench.core.jobs import TextProgressBar, run
     from workbench.core.learned.quantizers import SURROGATES
     from workbench.core.learned.train import TrainOptions, train_job
     from workbench.core.options import build
@@ -414,16 +414,15 @@ def cmd_train(args, rest) -> int:
     if not args.out:
         raise OptionError("train needs --out FOLDER for its checkpoint and log")
     bar = TextProgressBar()
-    job = train_job(opts, folders, Path(args.out), sur_opts)
-    last_val = {}
+    last_val: dict = {}
+
+    def show(event) -> None:
+        bar(event)
+        if "val_bpp_hard" in event.metrics:
+            last_val.update(event.metrics)
+
     try:
-        while True:
-            event = next(job)
-            bar(event)
-            if "val_bpp_hard" in event.metrics:
-                last_val = dict(event.metrics)
-    except StopIteration as stop:
-        final = stop.value
+        final = run(train_job(opts, folders, Path(args.out), sur_opts), on_progress=show)
     finally:
         bar.close()
     if last_val:

@@ -32,6 +32,7 @@ from workbench.core.errors import BitstreamError, OptionError
 from workbench.core.images import check_rgb
 from workbench.core.learned.catalog import shipped_models
 from workbench.core.learned import densities
+from workbench.core.learned.device import pick_device
 from workbench.core.learned.weights import CodecModel, load_codec_model, model_for_file
 
 CODEC_ID = "learned"
@@ -50,7 +51,7 @@ def encode_image(rgb: np.ndarray, options) -> tuple[bytes, float | None]:
     """The container bytes and the model's own rate estimate in bits (None for the factorized model)."""
     rgb = check_rgb(rgb)
     cm = load_codec_model(options.model)
-    device = _device(options.device)
+    device = pick_device(options.device)
     h, w = rgb.shape[:2]
     x = _to_tensor(rgb, cm.model.z_stride)
     quality = torch.tensor([float(options.quality)])
@@ -125,14 +126,6 @@ def decode_image(data: bytes) -> np.ndarray:
 
 # --- helpers ------------------------------------------------------------------------------------------
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device cuda requested, but torch sees no CUDA device here")
-    return torch.device(name)
-
-
 def _padded(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
 
@@ -157,22 +150,11 @@ def _threads(n: int):
 
 def _hyper_params(cm: CodecModel, z_hat: torch.Tensor, quality: torch.Tensor):
     """μ and σ (float64, CPU) from integer z: identical on every machine that runs this code."""
-    h_s64 = _float64_hyper(cm)
     with torch.no_grad(), _threads(1):
         model = cm.model
         _, gz_inv = model.gains_z(quality)
-        means, scales = h_s64(z_hat * gz_inv.to(torch.float64)).chunk(2, dim=1)
+        means, scales = cm.h_s64(z_hat * gz_inv.to(torch.float64)).chunk(2, dim=1)
     return means, torch.clamp_min(scales, model.gaussian.scale_bound)
-
-
-_H_S64: dict[bytes, torch.nn.Module] = {}
-
-
-def _float64_hyper(cm: CodecModel) -> torch.nn.Module:
-    if cm.sha256 not in _H_S64:
-        import copy
-        _H_S64[cm.sha256] = copy.deepcopy(cm.model.h_s).to(torch.float64).eval()
-    return _H_S64[cm.sha256]
 
 
 def _code_per_channel(writer: CategoricalWriter, values: torch.Tensor, tables) -> torch.Tensor:

@@ -29,6 +29,19 @@ MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 MSSSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)
 
 
+def interpolate_levels(values: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Per-image rows for qualities in [1, L]: linear between the rows of `values` (L, ...) around each
+    quality. Applied to logarithms (of gains, of λ) it is the geometric interpolation that makes a
+    fractional quality land between its two neighbouring levels."""
+    levels = values.shape[0]
+    if levels == 1:
+        return values[0].expand(quality.shape[0], *values.shape[1:])
+    q = quality.to(values.dtype).clamp(1, levels) - 1
+    lo = q.floor().long().clamp(max=levels - 2)
+    t = (q - lo).view(-1, *([1] * (values.dim() - 1)))
+    return (1 - t) * values[lo] + t * values[lo + 1]
+
+
 @dataclass
 class ForwardResult:
     x_hat: torch.Tensor
@@ -65,13 +78,7 @@ class TransformCodingModel(nn.Module):
     # --- gains ---------------------------------------------------------------------------------
     def _interp(self, table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """Gains for per-image qualities in [1, levels] (N,) -> (N, C, 1, 1)."""
-        if self.levels == 1:
-            return torch.exp(table[0]).expand(quality.shape[0], -1)[:, :, None, None]
-        q = quality.clamp(1, self.levels) - 1
-        lo = q.floor().long().clamp(max=self.levels - 2)
-        t = (q - lo).unsqueeze(1)
-        g = torch.exp((1 - t) * table[lo] + t * table[lo + 1])
-        return g[:, :, None, None]
+        return torch.exp(interpolate_levels(table, quality))[:, :, None, None]
 
     def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._interp(self.log_gain, quality), self._interp(self.log_inv_gain, quality)

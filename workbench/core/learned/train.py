@@ -29,8 +29,9 @@ from workbench.core import metrics
 from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
-from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model
-from workbench.core.learned.quantizers import make_surrogate
+from workbench.core.learned.device import pick_device
+from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model, interpolate_levels
+from workbench.core.learned.quantizers import StraightThrough, make_surrogate
 from workbench.core.options import option
 
 
@@ -65,16 +66,6 @@ class TrainOptions:
         if not values or any(not v > 0 for v in values) or list(values) != sorted(values):
             raise OptionError("λ values must be positive and increasing")
         return values
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device cuda requested, but torch sees no CUDA device here")
-    if name not in ("cpu", "cuda"):
-        raise OptionError(f"unknown device {name!r} (auto, cpu or cuda)")
-    return torch.device(name)
 
 
 def distortion(x: torch.Tensor, x_hat: torch.Tensor, metric: str) -> torch.Tensor:
@@ -149,7 +140,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
             group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
         x = next(stream).to(device)
         quality = 1 + torch.rand(x.shape[0], generator=gen) * (levels - 1)
-        lam = _interp_lambda(lambdas, quality).to(device=device, dtype=torch.float32)
+        lam = torch.exp(interpolate_levels(torch.log(lambdas), quality)).to(device=device, dtype=torch.float32)
         quality = quality.to(device)
         model.train()
         res = net(x, quality, surrogate, step, opts.zero_center)
@@ -203,7 +194,6 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     model.eval()
     sums = {"val_bpp_soft": 0.0, "val_bpp_hard": 0.0, "val_psnr_soft": 0.0, "val_psnr_hard": 0.0,
             "val_ms_ssim_hard": 0.0}
-    from workbench.core.learned.quantizers import StraightThrough
     hard_q = StraightThrough()
     pixels = val.shape[-1] * val.shape[-2]
     for level in range(1, levels + 1):
@@ -225,15 +215,6 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     else:  # crops too small for five MS-SSIM scales
         del out["val_ms_ssim_hard"]
     return out
-
-
-def _interp_lambda(lambdas: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    if len(lambdas) == 1:
-        return lambdas.expand(quality.shape[0]).clone()
-    q = quality.to(torch.float64) - 1
-    lo = q.floor().long().clamp(max=len(lambdas) - 2)
-    t = q - lo
-    return torch.exp((1 - t) * torch.log(lambdas[lo]) + t * torch.log(lambdas[lo + 1]))
 
 
 def _save(path: Path, model, optimizer, step: int, recipe: dict) -> None:

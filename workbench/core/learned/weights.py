@@ -9,6 +9,7 @@ hash written into every bitstream, so a file is never decoded with different wei
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ class CodecModel:
     gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior only)
     sha256: bytes
     info: dict
+    h_s64: torch.nn.Module | None    # float64 copy of the hyper-synthesis: what decides the symbols
 
 
 def _pack_tables(tables: list[CategoricalTable], prefix: str) -> dict[str, torch.Tensor]:
@@ -115,7 +117,8 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
     for p in model.parameters():
         p.requires_grad_(False)
     info = {k: v for k, v in meta.items() if k != "recipe"}
-    return CodecModel(Path(path).stem, model, hyper, gauss, hashlib.sha256(raw).digest(), info)
+    h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval() if model.has_hyperprior else None
+    return CodecModel(Path(path).stem, model, hyper, gauss, hashlib.sha256(raw).digest(), info, h_s64)
 
 
 _BY_HASH: dict[bytes, CodecModel] = {}
