@@ -97,3 +97,24 @@ def test_non_finite_and_non_positive_points_are_ignored():
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         bd_rate([1, 2, 3], [30, 31], GOOD_RATE, GOOD_PSNR)
+
+
+def test_bench_compares_settings_of_one_codec(tmp_path):
+    """`name:key=value` fixes options, so two settings of one codec meet in one run and one table."""
+    import numpy as np
+    from PIL import Image
+    from workbench.core.bench import bench_job
+    from workbench.core.bench_report import write_report
+    from workbench.core.errors import OptionError
+    from workbench.core.jobs import run
+    import pytest
+
+    rgb = (np.indices((48, 64, 3)).sum(0) * 5 % 256).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    specs = ["webp", "webp:method=4"]
+    result = run(bench_job([tmp_path / "a.png"], specs, {s: (40, 60, 80, 90) for s in specs}))
+    assert {p.codec for p in result.points} == set(specs)
+    written = write_report(result, tmp_path / "out", "webp")
+    assert (tmp_path / "out" / "webp_method-4.json").exists() and written
+    with pytest.raises(OptionError):
+        run(bench_job([tmp_path / "a.png"], ["webp:method"]))

@@ -18,6 +18,7 @@ from workbench.core import bdrate
 from workbench.core.metrics import ms_ssim_db
 from workbench.core.codecs import codec_class, get_codec
 from workbench.core.compress import compress_image
+from workbench.core.errors import OptionError
 from workbench.core.images import load_image
 from workbench.core.jobs import Job, Progress
 
@@ -101,8 +102,11 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
               sweeps: Mapping[str, Sequence[float]] | None = None) -> Job[BenchResult]:
     """Sweep `codecs` over `images`; yields one progress event per encoded image and setting."""
     sweeps = dict(sweeps or {})
-    impls = {name: get_codec(name) for name in codecs}          # fail early on unknown/unavailable codecs
-    plan = {name: tuple(sweeps.get(name) or type(impl).sweep) for name, impl in impls.items()}
+    specs = {spec: parse_codec_spec(spec) for spec in codecs}
+    impls = {spec: get_codec(name) for spec, (name, _) in specs.items()}   # fail early on unknown codecs
+    for spec, (_, fixed) in specs.items():
+        impls[spec].options(**fixed)                                      # ... and on bad fixed options
+    plan = {spec: tuple(sweeps.get(spec) or type(impl).sweep) for spec, impl in impls.items()}
     total = len(images) * sum(len(q) for q in plan.values())
     result = BenchResult(codecs=list(codecs))
     step = 0
@@ -112,8 +116,9 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
         result.images.append(name)
         for codec, qualities in plan.items():
             for q in qualities:
-                opts = impls[codec].options(quality=q)
-                r = compress_image(img.rgb, codec, opts)
+                name_, fixed = specs[codec]
+                opts = impls[codec].options(**{**fixed, "quality": q})
+                r = compress_image(img.rgb, name_, opts)
                 pt = RDPoint(codec=codec, quality=q, image=name, bpp=r.bpp, psnr=r.quality.psnr,
                              ms_ssim=r.quality.ms_ssim, ms_ssim_db=r.quality.ms_ssim_db,
                              encode_s=r.encode_s, decode_s=r.decode_s)
@@ -125,8 +130,27 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
     return result
 
 
-def get_codec_label(name: str) -> str:
-    return codec_class(name).label
+def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """`name` or `name:key=value:key=value` (a codec with some options fixed, e.g.
+    `learned:quantizer=tcq8`), so one bench run can compare settings of the same codec.
+
+    >>> parse_codec_spec("learned:step=1.2:model=dct-hyperprior-mse")
+    ('learned', {'step': '1.2', 'model': 'dct-hyperprior-mse'})
+    """
+    name, *pairs = spec.split(":")
+    fixed = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise OptionError(f"codec {spec!r}: expected NAME:KEY=VALUE:..., got {pair!r}")
+        fixed[key.strip().replace("-", "_")] = value.strip()
+    return name.strip(), fixed
+
+
+def get_codec_label(spec: str) -> str:
+    name, fixed = parse_codec_spec(spec)
+    extra = ", ".join(f"{k}={v}" for k, v in fixed.items())
+    return codec_class(name).label + (f" ({extra})" if extra else "")
 
 
 def point_rows(result: BenchResult) -> list[dict]:

@@ -25,7 +25,9 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for codec in result.codecs:
-        written.append(_write_json(out / f"{codec}.json", result.compressai_json(codec)))
+        # `learned:quantizer=tcq8` -> learned_quantizer-tcq8.json
+        safe = codec.replace(":", "_").replace("=", "-").replace("/", "-")
+        written.append(_write_json(out / f"{safe}.json", result.compressai_json(codec)))
     written.append(_write_json(out / "per_image.json", {"images": result.images, "points": point_rows(result)}))
     written.append(_write_csv(out / "per_image.csv", point_rows(result)))
     curve_rows = []
