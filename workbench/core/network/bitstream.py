@@ -20,7 +20,7 @@ from workbench.core.container import Container, PayloadKind, MAX_STREAMS
 from workbench.core.errors import BitstreamError
 from workbench.core.network import cabac, catcoder
 from workbench.core.network.quantizers import QuantizedTensor
-from workbench.core.network.trellis import machine
+from workbench.core.trellis import machine
 
 CODEC_ID = "workbench-net"
 FORMAT = 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.core.errors import BitstreamError
-from workbench.core.network.trellis import StateMachine
+from workbench.core.trellis import StateMachine
 
 NUM_GT = 8
 _N_CTX = 6 + 3 + NUM_GT * 4
@@ -37,7 +37,7 @@ MAX_EGK = 30
 def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
     """Code a (chains, length) int array; the decoder needs its shape and the same state machine.
 
-    >>> from workbench.core.network.trellis import TCQ8
+    >>> from workbench.core.trellis import TCQ8
     >>> lv = np.array([[0, 1, -2, 0, 7], [3, 0, 0, -40, 1]])
     >>> data = encode_levels(lv, TCQ8)
     >>> decode_levels(data, lv.shape, TCQ8).tolist() == lv.tolist()

@@ -23,7 +23,7 @@ import numpy as np
 
 from workbench.core.entropy import CategoricalTable, _categorical_model
 from workbench.core.errors import BitstreamError
-from workbench.core.network.trellis import StateMachine, track_states
+from workbench.core.trellis import StateMachine, track_states
 
 MAX_SPAN = 4096
 """Largest alphabet per context; beyond it the table would cost more than it saves (use CABAC)."""
@@ -41,7 +41,7 @@ def _contexts(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
 def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
     """Code a (chains, length) int array; raises ValueError when an alphabet exceeds MAX_SPAN.
 
-    >>> from workbench.core.network.trellis import TCQ4
+    >>> from workbench.core.trellis import TCQ4
     >>> lv = np.array([[0, 1, -2, 0, 7], [3, 0, 0, -40, 1]])
     >>> decode_levels(encode_levels(lv, TCQ4), lv.shape, TCQ4).tolist() == lv.tolist()
     True

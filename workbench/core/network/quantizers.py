@@ -26,7 +26,7 @@ import torch
 from workbench.core.jobs import Job, Progress
 from workbench.core.options import option
 from workbench.core.registry import Registry
-from workbench.core.network import trellis
+from workbench.core import trellis
 
 NET_QUANTIZERS: Registry = Registry("network quantizer")
 

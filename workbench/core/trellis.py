@@ -20,6 +20,7 @@ The one-state `UNIFORM` machine (x̂ = kΔ) turns the same search into rate-dist
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,7 +46,12 @@ TCQ8 = StateMachine(8, ((0, 2), (7, 5), (1, 3), (6, 4), (2, 0), (5, 7), (3, 1), 
 MACHINES = {0: UNIFORM, 1: UNIFORM, 4: TCQ4, 8: TCQ8}
 
 RateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""rate(levels (C,S,K) int64, quantizer (1,S,1) int64, previous level (C,S,1) int64) -> bits (C,S,K)."""
+"""rate(levels (C,S,K) int64, quantizer (1,S,1) int64, previous level (C,S,1) int64) -> bits (C,S,K).
+
+A rate that does not depend on the previous level may instead be an object with a method
+`bulk(levels (C,L,K), quantizer: int) -> bits (C,L,K)` for whole chains at once (its bits may then
+differ along the chain, e.g. with an image latent's predicted scale); the search evaluates it once
+per quantizer instead of once per position, which is most of its time."""
 
 
 def machine(states: int) -> StateMachine:
@@ -122,13 +128,26 @@ def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
     f = torch.ones_like(u) if weights is None else weights.to(dev, dt).expand_as(u)
     if L == 0 or C == 0:
         return torch.zeros((C, L), dtype=torch.int64, device=dev)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(1)  # the ops are tiny: thread hand-offs would cost more than the work
-    try:
+    with _one_thread(dev):
         return _viterbi(u, f, lam, rate, sm)
-    finally:
-        torch.set_num_threads(threads)
+
+
+def _candidates(u: torch.Tensor, q: int, sm: StateMachine) -> tuple[torch.Tensor, torch.Tensor]:
+    """Levels tried under quantizer q for every element (..., 3): the two nearest on its grid and zero,
+    with their reconstructions in units of the step."""
+    zero = torch.zeros_like(u, dtype=torch.int64)[..., None]
+    if not sm.dependent:
+        k0 = torch.floor(u).long()[..., None]
+        cand = torch.cat([k0, k0 + 1, zero], -1)
+        return cand, cand
+    if q == 0:                                       # Q0: x̂ = 2k
+        k0 = torch.floor(u / 2).long()[..., None]
+        cand = torch.cat([k0, k0 + 1, zero], -1)
+    else:                                            # Q1: x̂ = 2k − sgn k
+        m = (2 * torch.floor((u - 1) / 2).long() + 1)[..., None]    # nearest odd at or below u
+        mm = torch.cat([m, m + 2], -1)
+        cand = torch.cat([torch.where(mm > 0, (mm + 1) // 2, (mm - 1) // 2), zero], -1)
+    return cand, 2 * cand - torch.sign(cand) * q
 
 
 def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
@@ -151,37 +170,74 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
     prev = torch.zeros((C, S), dtype=torch.int64, device=dev)
     back_level = torch.empty((L, C, S), dtype=torch.int64, device=dev)
     back_pred = torch.empty((L, C, S), dtype=torch.int64, device=dev)
-    zero = torch.zeros((C, 1), dtype=torch.int64, device=dev)
+    # Candidates and their distortion for whole chains at once, per quantizer.
+    qs = (0, 1) if sm.dependent else (0,)
+    cands, local = [], []
+    for q in qs:
+        cand, rec = _candidates(u, q, sm)
+        cands.append(cand)
+        local.append(f[..., None] * (u[..., None] - rec.to(dt)) ** 2)
+    if hasattr(rate, "bulk"):
+        # Without context the cheapest candidate of each parity does not depend on the survivor, so it
+        # is chosen here for every position; the recursion below only compares survivors.
+        nq = len(qs)
+        best = torch.empty((L, C, nq * 2), dtype=dt, device=dev)     # position-major: one slice per
+        best_level = torch.empty((L, C, nq * 2), dtype=torch.int64, device=dev)   # step, (q, parity)
+        for q in qs:
+            J = local[q] + lam * rate.bulk(cands[q], q).to(dt)
+            for p in (0, 1):
+                v, i = torch.where((cands[q] & 1) == p, J, inf).min(-1)
+                best[:, :, q * 2 + p] = v.T
+                best_level[:, :, q * 2 + p] = cands[q].gather(-1, i[..., None])[..., 0].T
+        # For each next state, its two arrivals: the source state and the (quantizer, parity) slot.
+        src_state = (pred // 2).reshape(1, S * 2).expand(C, -1)
+        src_slot = (quant.view(S)[pred // 2] * 2 + pred % 2).reshape(1, S * 2).expand(C, -1)
+        for j in range(L):
+            arrive = (cost.gather(1, src_state) + best[j].gather(1, src_slot)).view(C, S, 2)
+            cost, which = arrive.min(-1)
+            pick = which + 2 * torch.arange(S, device=dev)
+            back_level[j] = best_level[j].gather(1, src_slot.gather(1, pick))
+            back_pred[j] = src_state.gather(1, pick)
+        return _backtrack(cost, back_level, back_pred)
+    is_q0 = quant == 0
     for j in range(L):
-        uj = u[:, j:j + 1]
         if sm.dependent:
-            k0 = torch.floor(uj / 2).long()
-            c0 = torch.cat([k0, k0 + 1, zero], 1)  # Q0: x̂ = 2k
-            m = 2 * torch.floor((uj - 1) / 2).long() + 1  # nearest odd at or below u
-            mm = torch.cat([m, m + 2], 1)
-            c1 = torch.cat([torch.where(mm > 0, (mm + 1) // 2, (mm - 1) // 2), zero], 1)  # Q1: x̂ = 2k − sgn k
-            cand = torch.where(quant == 0, c0[:, None, :], c1[:, None, :])  # (C, S, 3)
-            rec = 2 * cand - torch.sign(cand) * quant
+            cand = torch.where(is_q0, cands[0][:, j, None, :], cands[1][:, j, None, :])   # (C, S, 3)
+            J = cost[:, :, None] + torch.where(is_q0, local[0][:, j, None, :], local[1][:, j, None, :])
         else:
-            k0 = torch.floor(uj).long()
-            cand = torch.cat([k0, k0 + 1, zero], 1)[:, None, :]
-            rec = cand
-        d = f[:, j, None, None] * (uj[:, :, None] - rec.to(dt)) ** 2
-        J = cost[:, :, None] + d + lam * rate(cand, quant, prev[:, :, None]).to(dt)
+            cand = cands[0][:, j, None, :]
+            J = cost[:, :, None] + local[0][:, j, None, :]
+        J = J + lam * rate(cand, quant, prev[:, :, None]).to(dt)
         par = cand & 1
         J0, i0 = torch.where(par == 0, J, inf).min(-1)
         J1, i1 = torch.where(par == 1, J, inf).min(-1)
         Jsp = torch.stack([J0, J1], -1).reshape(C, S * 2)
         lsp = torch.stack([cand.gather(2, i0[..., None])[..., 0], cand.gather(2, i1[..., None])[..., 0]],
                           -1).reshape(C, S * 2)
-        arrive = Jsp[:, pred]  # (C, S_next, 2)
-        best, which = arrive.min(-1)
+        cost, which = Jsp[:, pred].min(-1)   # arrivals (C, S_next, 2)
         src = pred.expand(C, -1, -1).gather(2, which[..., None])[..., 0]  # flat (state, parity)
-        lv = lsp.gather(1, src)
-        back_level[j] = lv
+        prev = lsp.gather(1, src)
+        back_level[j] = prev
         back_pred[j] = src // 2
-        prev = lv
-        cost = best
+    return _backtrack(cost, back_level, back_pred)
+
+
+@contextmanager
+def _one_thread(dev: torch.device):
+    """One CPU thread: the recursion's ops are tiny, and with anything else running on a 2-core machine
+    two threads made even the large vectorised steps 3–4x slower (measured)."""
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _backtrack(cost, back_level, back_pred) -> torch.Tensor:
+    L, C, _ = back_level.shape
+    dev = cost.device
     out = torch.empty((C, L), dtype=torch.int64, device=dev)
     s = cost.argmin(1)
     rows = torch.arange(C, device=dev)
