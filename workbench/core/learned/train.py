@@ -37,7 +37,8 @@ from workbench.core.options import option
 
 @dataclass(frozen=True)
 class TrainOptions:
-    model: str = option("dct-hyperprior", "architecture", choices=("dct-hyperprior", "hyperprior", "factorized"))
+    model: str = option("dct-hyperprior", "architecture",
+                        choices=("dct-hyperprior", "hyperprior", "factorized", "dct-shvq"))
     channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
     latent_channels: int = option(192, "channels of the latent y (M; the DCT model needs 192)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
@@ -55,6 +56,9 @@ class TrainOptions:
     validate_every: int = option(500, "steps between validations", minimum=1)
     checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
     init: str = option("", "start from this checkpoint's weights (e.g. an MSE model for MS-SSIM finetuning)")
+    vq_dim: int = option(1, "dct-shvq: vector dimension (1 scalar, 4 = 2×2 blocks of one channel)", choices=(1, 4))
+    vq_centers: int = option(64, "dct-shvq: centers per (level, channel) codebook", minimum=2, maximum=4096)
+    vq_options: str = option("", "dct-shvq: more quantizer options as key=value,... (shvq.SHVQOptions)")
 
     def lambda_values(self) -> tuple[float, ...]:
         if not self.lambdas:
@@ -109,6 +113,9 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
 
     torch.manual_seed(opts.seed + rank)
     config = {"n": opts.channels, "m": opts.latent_channels, "levels": levels, "scale_bound": opts.scale_bound}
+    if opts.model == "dct-shvq":
+        config.update(dim=opts.vq_dim, centers=opts.vq_centers, vq_options=opts.vq_options,
+                      lambdas=lambdas.tolist())
     model = build_model(opts.model, **config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     step = 0
@@ -121,7 +128,10 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         step = int(state["step"])
     elif opts.init:
         init = torch.load(opts.init, map_location=device, weights_only=True)
-        model.load_state_dict(init["model"] if "model" in init else init)
+        if hasattr(model, "load_init"):     # takes what fits from another architecture's checkpoint
+            model.load_init(init, lambdas.tolist())
+        else:
+            model.load_state_dict(init["model"] if "model" in init else init)
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -140,6 +150,8 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
             group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
         x = next(stream).to(device)
         quality = 1 + torch.rand(x.shape[0], generator=gen) * (levels - 1)
+        if getattr(model, "integer_levels", False):
+            quality = torch.randint(1, levels + 1, (x.shape[0],), generator=gen).to(quality.dtype)
         lam = torch.exp(interpolate_levels(torch.log(lambdas), quality)).to(device=device, dtype=torch.float32)
         quality = quality.to(device)
         model.train()
@@ -169,6 +181,8 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         if window:
             metrics_now["psnr"] = 10 * math.log10(1.0 / max(metrics_now["mse"], 1e-12))
         metrics_now["skipped_steps"] = skipped
+        if hasattr(model, "progress_metrics"):       # e.g. SHVQ's σ and soft–hard gap
+            metrics_now.update(model.progress_metrics())
         tau = surrogate.temperature(step)
         if tau is not None:
             metrics_now["temperature"] = tau
@@ -180,7 +194,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
                     fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t_start, **metrics_now}) + "\n")
             window.clear()
         if rank == 0 and (step % opts.checkpoint_every == 0 or step == opts.steps):
-            _save(last, model, optimizer, step, recipe)
+            save_checkpoint(last, model, optimizer, step, recipe)
         yield Progress(step, opts.steps, f"step {step}", metrics=metrics_now)
     if world > 1:
         import torch.distributed as dist
@@ -200,7 +214,7 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
         q = torch.full((val.shape[0],), float(level), device=val.device)
         for kind, quant, hard in (("soft", surrogate, False), ("hard", hard_q, True)):
             r = model(val, q, quant, step, opts.zero_center, **({"hard": hard} if
-                      model.has_hyperprior else {}))
+                      model.has_hyperprior or getattr(model, "vector_quantized", False) else {}))
             x_hat = r.x_hat.clamp(0, 1)
             sums[f"val_bpp_{kind}"] += float(((r.bits_y + r.bits_z) / pixels).mean())
             mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
@@ -217,7 +231,7 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     return out
 
 
-def _save(path: Path, model, optimizer, step: int, recipe: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, recipe: dict) -> None:
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise WorkbenchError(f"training diverged before step {step} (non-finite weights); the last good "
                              f"checkpoint {path} was kept — resume with a lower --lr")
