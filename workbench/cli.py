@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    if rest and args.command not in ("compress", "compress-net", "train"):
+    if rest and args.command not in ("compress", "compress-net", "train", "finetune"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args, rest)
@@ -106,6 +106,14 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's options")
     c.set_defaults(func=cmd_train, subparser=c)
 
+    c = sub.add_parser("finetune", help="retrain a model's decoder on the latents of its real inference "
+                       "quantizer (rounding or trellis); resumable", add_help=False)
+    c.add_argument("--data", action="append", default=[], help="folder of training images (repeatable; default "
+                   "../shared/datasets/train and wikipedia49 when present)")
+    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes)")
+    c.add_argument("-h", "--help", action="store_true", help="show help with every finetuning option")
+    c.set_defaults(func=cmd_finetune, subparser=c)
+
     c = sub.add_parser("export-model", help="turn a training checkpoint into shippable float16 codec weights")
     c.add_argument("checkpoint", help="last.pt of a training run")
     c.add_argument("-o", "--output", required=True, help="output .safetensors")
@@ -156,8 +164,9 @@ def _options_parser(prog: str, description: str, options_cls: type, skip: tuple[
 def cmd_compress(args, rest) -> int:
     from workbench.core.atomic import write_bytes_atomic
     from workbench.core.codecs import codec_class
-    from workbench.core.compress import compress_image
+    from workbench.core.compress import compress_job
     from workbench.core.images import load_image
+    from workbench.core.jobs import TextProgressBar, run
     from workbench.core.options import build
 
     if args.codec is None:
@@ -184,7 +193,11 @@ def cmd_compress(args, rest) -> int:
     src = _required_input(args)
     img = load_image(src)
     out = Path(args.output) if args.output else src.with_suffix(cls.extension)
-    result = compress_image(img.rgb, cls.name, options)
+    bar = TextProgressBar()          # only codecs with an encoding job (learned --optimize) draw it
+    try:
+        result = run(compress_job(img.rgb, cls.name, options), on_progress=bar)
+    finally:
+        bar.close()
     write_bytes_atomic(out, result.data, protect=[src])
     report = {
         "input": str(src), "output": str(out), "codec": cls.name, "options": result.options,
@@ -265,7 +278,7 @@ def cmd_bench(args, rest) -> int:
         codecs.insert(0, anchor)
     sweeps = {}
     for item in args.qualities:
-        name, _, qs = item.partition("=")
+        name, _, qs = item.rpartition("=")      # the codec spec may hold '=' itself (learned:model=NAME)
         try:
             sweeps[name.strip()] = [float(q) if "." in q else int(q) for q in qs.split(",") if q.strip()]
         except ValueError:
@@ -401,18 +414,7 @@ def cmd_train(args, rest) -> int:
         values["lambdas"] = args.lambdas
     opts = build(TrainOptions, values)
     sur_opts = {k: v for k, v in vars(ns2).items() if v is not None}
-    folders = [Path(d) for d in args.data] or [p for p in (Path("../shared/datasets/train"),
-                                                          Path("../shared/datasets/wikipedia49")) if p.is_dir()]
-    if not folders:
-        raise OptionError("train needs --data FOLDER (no ../shared/datasets here)")
-    for f in folders:
-        if not f.is_dir():
-            raise OptionError(f"--data {f}: not a folder")
-        if "kodak" in f.resolve().as_posix().lower():
-            raise OptionError(f"--data {f}: Kodak is the evaluation set; training on it would make every "
-                              "Kodak figure meaningless")
-    if not args.out:
-        raise OptionError("train needs --out FOLDER for its checkpoint and log")
+    folders = _training_folders(args, "train")
     bar = TextProgressBar()
     last_val: dict = {}
 
@@ -431,6 +433,58 @@ def cmd_train(args, rest) -> int:
               f"PSNR {last_val['val_psnr_hard']:.2f} dB{ms}; "
               f"surrogate-vs-hard mismatch {last_val['mismatch_bpp']:+.4f} bpp, {last_val['mismatch_psnr']:+.2f} dB")
     print(f"checkpoint: {final}")
+    return 0
+
+
+def _training_folders(args, command: str) -> list[Path]:
+    """--data folders (default: the shared training sets), never Kodak; and --out must be given."""
+    folders = [Path(d) for d in args.data] or [p for p in (Path("../shared/datasets/train"),
+                                                          Path("../shared/datasets/wikipedia49")) if p.is_dir()]
+    if not folders:
+        raise OptionError(f"{command} needs --data FOLDER (no ../shared/datasets here)")
+    for f in folders:
+        if not f.is_dir():
+            raise OptionError(f"--data {f}: not a folder")
+        if "kodak" in f.resolve().as_posix().lower():
+            raise OptionError(f"--data {f}: Kodak is the evaluation set; training on it would make every "
+                              "Kodak figure meaningless")
+    if not args.out:
+        raise OptionError(f"{command} needs --out FOLDER for its checkpoint and log")
+    return folders
+
+
+def cmd_finetune(args, rest) -> int:
+    from workbench.core.jobs import TextProgressBar, run
+    from workbench.core.learned.finetune import FinetuneOptions, finetune_job
+    from workbench.core.options import build
+
+    parser = _options_parser("workbench finetune", "Finetuning options.", FinetuneOptions)
+    if args.help:
+        args.subparser.print_help()
+        print()
+        parser.print_help()
+        return 0
+    ns, leftover = parser.parse_known_args(rest)
+    if leftover:
+        raise OptionError(f"finetune has no option(s) {' '.join(leftover)} (see `workbench finetune --help`)")
+    opts = build(FinetuneOptions, {k: v for k, v in vars(ns).items() if v is not None})
+    folders = _training_folders(args, "finetune")
+    bar = TextProgressBar()
+    last_val: dict = {}
+
+    def show(event) -> None:
+        bar(event)
+        if "val_psnr" in event.metrics:
+            last_val.update(event.metrics)
+
+    try:
+        final = run(finetune_job(opts, folders, Path(args.out)), on_progress=show)
+    finally:
+        bar.close()
+    if last_val:
+        print(f"validation with {opts.quantizer} (mean over levels): PSNR {last_val['val_psnr']:.2f} dB, "
+              f"{last_val['val_gain_db']:+.3f} dB over the original decoder")
+    print(f"checkpoint: {final} (turn it into a model file with `workbench export-model`)")
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from workbench.core import metrics
 from workbench.core.codecs import get_codec
 from workbench.core.errors import ImageError
+from workbench.core.jobs import Job, run
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,19 @@ def compress_image(rgb: np.ndarray, codec: str, options: Any = None, **values: A
 
     `options` is the codec's options dataclass; alternatively pass loose `values` (e.g. quality=50).
     """
+    return run(compress_job(rgb, codec, options, **values))
+
+
+def compress_job(rgb: np.ndarray, codec: str, options: Any = None, **values: Any) -> Job[CompressResult]:
+    """`compress_image` as a job: a codec with an `encode_job` (the learned codec when it optimizes the
+    latents per image) reports its progress; every other codec encodes without events."""
     impl = get_codec(codec)
     opts = options if options is not None else impl.options(**values)
     t0 = time.perf_counter()
-    data = impl.encode(rgb, opts)
+    if hasattr(impl, "encode_job"):
+        data = yield from impl.encode_job(rgb, opts)
+    else:
+        data = impl.encode(rgb, opts)
     t1 = time.perf_counter()
     decoded = impl.decode(data)
     t2 = time.perf_counter()

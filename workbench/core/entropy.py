@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import constriction
@@ -309,7 +310,9 @@ def ideal_bits_laplace(symbols: np.ndarray, means, scales, lo: int, hi: int) -> 
 # --- internals -------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
 def _categorical_model(table: CategoricalTable):
+    # cached: a trellis-coded latent writes thousands of small groups under the same few hundred tables
     return constriction.stream.model.Categorical(table.probabilities, perfect=False)
 
 

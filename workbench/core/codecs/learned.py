@@ -9,6 +9,7 @@ import numpy as np
 
 from workbench.core import container
 from workbench.core.codecs.base import ImageCodec, register_codec
+from workbench.core.jobs import Job, run
 from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
 from workbench.core.options import option
 
@@ -23,6 +24,13 @@ class LearnedOptions:
                         "for MS-SSIM) or a .safetensors path")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
                          minimum=0.25, maximum=8.0, step=0.05, label="Step Δ")
+    quantizer: str = option("round", "how latents become integers: rounding; rounding with rate-distortion "
+                            "decisions (rdoq); or trellis-coded quantization with 4 or 8 states (slower "
+                            "encoding, smaller files)",
+                            choices=("round", "rdoq", "tcq4", "tcq8"))
+    optimize: int = option(0, "steps of per-image latent optimization before quantizing (0: off; "
+                           "100-300 lower the rate at equal quality, at about 0.2 s per step for a "
+                           "768x512 image on 2 CPU cores)", minimum=0, maximum=5000)
     device: str = option("auto", "where the encoder's transforms run: auto (CUDA when present), cpu or cuda",
                          choices=("auto", "cpu", "cuda"))
 
@@ -61,8 +69,12 @@ class LearnedCodec(ImageCodec):
         return container.sniff(head) and head[8:9 + n] == bytes([n]) + CODEC_ID.encode()
 
     def encode(self, rgb: np.ndarray, options: LearnedOptions) -> bytes:
-        from workbench.core.learned.coding import encode_image
-        data, self.last_estimated_bits = encode_image(rgb, options)
+        return run(self.encode_job(rgb, options))
+
+    def encode_job(self, rgb: np.ndarray, options: LearnedOptions) -> Job[bytes]:
+        """Progress events while the latents are optimized (`options.optimize` steps), else none."""
+        from workbench.core.learned.coding import encode_job
+        data, self.last_estimated_bits = yield from encode_job(rgb, options)
         return data
 
     def decode(self, data: bytes) -> np.ndarray:

@@ -148,3 +148,31 @@ def gaussian_tables() -> list[CategoricalTable]:
         tail = float(cdf(np.array([-r - 0.5]))[0])
         out.append(CategoricalTable.from_probabilities(np.concatenate([[tail], p, [tail]]), offset=-r - 1))
     return out
+
+
+def trellis_tables() -> tuple[list[CategoricalTable], list[CategoricalTable]]:
+    """Integer tables of trellis-coded levels for every grid scale, one list per quantizer.
+
+    With step Δ (units of Δ here), Q0 reconstructs 2k and owns the cell [2k − 1, 2k + 1]; Q1
+    reconstructs 0, ±1, ±3, ... (2k − sgn k) and owns [−½, ½], [½, 2], [2, 4], ... The probability of
+    a level is the Gaussian mass of its cell: the entropy model conditioned on the trellis state
+    (through the quantizer the state selects). Symbols span ±(R + 1) with escapes at the ends, as
+    in `gaussian_tables`.
+    """
+    cdf = lambda t, s: 0.5 * np.vectorize(math.erfc)(-t / (s * math.sqrt(2.0)))
+    q0, q1 = [], []
+    for s in scale_grid():
+        r = max(1, int(math.ceil(TAIL_SIGMAS * s / 2)) + 1)
+        k = np.arange(-r, r + 1, dtype=np.float64)
+        hi0 = 2 * np.abs(k) + 1
+        lo0 = np.maximum(2 * np.abs(k) - 1, -1)
+        p0 = np.where(k == 0, cdf(np.full_like(k, 1.0), s) - cdf(np.full_like(k, -1.0), s),
+                      cdf(hi0, s) - cdf(lo0, s))
+        a = np.abs(k)
+        hi1 = np.where(a == 0, 0.5, 2 * a)
+        lo1 = np.where(a == 0, -0.5, np.where(a == 1, 0.5, 2 * a - 2))
+        p1 = cdf(hi1, s) - cdf(lo1, s)
+        for out, p, edge in ((q0, p0, 2 * r + 1), (q1, p1, 2 * r)):
+            tail = float(cdf(np.array([-float(edge)]), s)[0])
+            out.append(CategoricalTable.from_probabilities(np.concatenate([[tail], p, [tail]]), offset=-r - 1))
+    return q0, q1

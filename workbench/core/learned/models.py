@@ -75,6 +75,11 @@ class TransformCodingModel(nn.Module):
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat)
 
+    def synthesis_energy(self) -> torch.Tensor:
+        """Squared-error gain from each (un-gained) latent channel to the pixels, for encoder-side
+        rate-distortion decisions. A nonlinear synthesis has no single value; 1 is the neutral guess."""
+        return torch.ones(self.m)
+
     # --- gains ---------------------------------------------------------------------------------
     def _interp(self, table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """Gains for per-image qualities in [1, levels] (N,) -> (N, C, 1, 1)."""
@@ -212,6 +217,12 @@ class DCTHyperprior(MeanScaleHyperprior):
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.post(self.g_s(y_hat))
 
+    def synthesis_energy(self) -> torch.Tensor:
+        """The DCT is orthonormal, so a coefficient's error reaches the pixels scaled by its colour's
+        column of the inverse colour transform: energy = that column's squared norm (post-filter ignored)."""
+        colour = self.g_s.colour.detach()
+        return (colour ** 2).sum(0).repeat_interleave(64)
+
     def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
         res = super().forward(x, quality, surrogate, step, zero_center, hard)
         res.x_hat = self.post(res.x_hat)
@@ -260,3 +271,7 @@ class _PostFilter(nn.Module):
 
 def build_model(name: str, **config) -> TransformCodingModel:
     return MODELS.get(name)(**config)
+
+
+# Registered here so that every user of MODELS sees it (it reuses this module's DCT pieces).
+from workbench.core.learned import models_shvq  # noqa: E402,F401

@@ -26,7 +26,7 @@ from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.learned.catalog import MODEL_DIR, shipped_models
-from workbench.core.learned.densities import FactorizedDensity, gaussian_tables
+from workbench.core.learned.densities import FactorizedDensity, gaussian_tables, trellis_tables
 from workbench.core.learned.models import MODELS, TransformCodingModel
 
 MAX_MODEL_BYTES = 200 * 1024 * 1024
@@ -38,6 +38,7 @@ class CodecModel:
     model: TransformCodingModel          # float32, eval mode, CPU
     hyper_tables: tuple[CategoricalTable, ...]     # z (hyperprior) or y (factorized), one per channel
     gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior only)
+    trellis: tuple[tuple[CategoricalTable, ...], ...] | None   # (Q0, Q1) per scale-grid level, or None
     sha256: bytes
     info: dict
     h_s64: torch.nn.Module | None    # float64 copy of the hyper-synthesis: what decides the symbols
@@ -70,11 +71,17 @@ def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> 
     model.load_state_dict(state["model"])
     half = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.to(torch.float32) for k, v in half.items()})
-    density: FactorizedDensity = model.density_z if model.has_hyperprior else model.density_y
     tensors = {f"weights.{k}": v.contiguous() for k, v in half.items()}
-    tensors.update(_pack_tables(density.tables(), "tables.hyper"))
+    if hasattr(model, "coding_tables"):     # e.g. SHVQ: one table per (level, channel) over center indices
+        tensors.update(_pack_tables(model.coding_tables(), "tables.hyper"))
+    else:
+        density: FactorizedDensity = model.density_z if model.has_hyperprior else model.density_y
+        tensors.update(_pack_tables(density.tables(), "tables.hyper"))
     if model.has_hyperprior:
         tensors.update(_pack_tables(gaussian_tables(), "tables.gaussian"))
+        q0, q1 = trellis_tables()
+        tensors.update(_pack_tables(q0, "tables.tcq0"))
+        tensors.update(_pack_tables(q1, "tables.tcq1"))
     meta = {
         "architecture": model.name, "config": json.dumps(model.config), "metric": recipe.get("metric", "mse"),
         "lambdas": json.dumps(recipe.get("lambda_values", [])), "description": description,
@@ -111,6 +118,8 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
                                if k.startswith("weights.")})
         hyper = _unpack_tables(tensors, "tables.hyper")
         gauss = _unpack_tables(tensors, "tables.gaussian") if model.has_hyperprior else ()
+        tcq = (_unpack_tables(tensors, "tables.tcq0"), _unpack_tables(tensors, "tables.tcq1")) \
+            if "tables.tcq0.freqs" in tensors else None
     except (SafetensorError, KeyError, ValueError, RuntimeError, TypeError, json.JSONDecodeError) as exc:
         raise OptionError(f"{path} is not a valid workbench model file: {exc}") from None
     model.eval()
@@ -118,7 +127,7 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
         p.requires_grad_(False)
     info = {k: v for k, v in meta.items() if k != "recipe"}
     h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval() if model.has_hyperprior else None
-    return CodecModel(Path(path).stem, model, hyper, gauss, hashlib.sha256(raw).digest(), info, h_s64)
+    return CodecModel(Path(path).stem, model, hyper, gauss, tcq, hashlib.sha256(raw).digest(), info, h_s64)
 
 
 _BY_HASH: dict[bytes, CodecModel] = {}

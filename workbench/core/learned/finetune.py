@@ -1,0 +1,174 @@
+"""Finetuning a trained codec's decoder on the latents its real inference quantizer produces.
+
+A model is trained through a surrogate (noise, SUA, ...), so its decoder has never seen what the
+coder actually sends: rounded latents, or the trellis search's choices, whose errors are larger and
+differently distributed (the search zeroes what is expensive). Borzechowski et al. (2025) freeze the
+encoder, quantize with the real quantizer and retrain the decoder on the result. Here the frozen part
+is everything the encoder runs (colour transform and DCT or analysis, gains, hyper-analysis, the
+z density and the hyper-synthesis, so the entropy parameters and therefore the bitstream are those of
+the original model); the trained part is the decoder: inverse gains, synthesis (incl. the learned
+inverse colour transform) and post-filter. The loss is λ·D per image at a random quality, the rate
+being fixed by the frozen encoder.
+
+The result is a normal training checkpoint (`last.pt`, resumable), which `workbench export-model` turns
+into a model file like any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from workbench.core.errors import OptionError
+from workbench.core.jobs import Job, Progress
+from workbench.core.learned import data as crops_data
+from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS
+from workbench.core.learned.models import interpolate_levels
+from workbench.core.learned.train import distortion, save_checkpoint
+from workbench.core.learned.weights import load_codec_model
+from workbench.core.options import option
+
+# What stays as trained: the encoder side and everything that decides the symbols.
+_FROZEN_PREFIXES = ("g_a.", "h_a.", "h_s.", "density_z.", "log_gain", "log_gain_z", "log_inv_gain_z")
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    model: str = option("dct-hyperprior-mse", "model to start from: a shipped name or a .safetensors file")
+    quantizer: str = option("tcq8", "the inference quantizer whose output the decoder learns",
+                            choices=("round", "rdoq", "tcq4", "tcq8"))
+    steps: int = option(2000, "training steps", minimum=1)
+    batch: int = option(8, "crops per step", minimum=1, maximum=256)
+    crop: int = option(128, "crop size in pixels (a multiple of the model's stride)", minimum=32, maximum=1024)
+    crops_per_image: int = option(8, "random crops cut from each training image", minimum=1, maximum=1000)
+    lr: float = option(5e-5, "Adam learning rate (halved at 75 % and 90 % of the steps)", minimum=1e-8, maximum=1.0)
+    seed: int = option(0, "random seed")
+    validate_every: int = option(250, "steps between validations", minimum=1)
+    checkpoint_every: int = option(250, "steps between checkpoints", minimum=1)
+
+
+def trainable(name: str) -> bool:
+    return not name.startswith(_FROZEN_PREFIXES)
+
+
+def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path) -> Job[Path]:
+    """Yields Progress events (distortion, PSNR on training and held-out crops); returns `last.pt`."""
+    cm = load_codec_model(opts.model)
+    if not cm.model.has_hyperprior:
+        raise OptionError("finetuning needs a hyperprior model (the latent quantizers act on y − μ)")
+    if opts.crop % cm.model.z_stride:
+        raise OptionError(f"--crop must be a multiple of {cm.model.z_stride} for this model, got {opts.crop}")
+    quantizer = LATENT_QUANTIZERS.get(opts.quantizer)()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    yield Progress(0, opts.steps, "cutting training crops")
+    crops = crops_data.cached_crops(out_dir, data_folders, opts.crop, opts.crops_per_image, opts.seed, True)
+    val = crops_data.cached_crops(out_dir, data_folders, max(opts.crop, 192), 1, opts.seed + 1, True).validation[:8]
+    if val.shape[0] == 0:
+        val = crops.train[:4]
+    val = val.float() / 255.0
+
+    torch.manual_seed(opts.seed)
+    model = copy.deepcopy(cm.model).train()
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(trainable(name))
+        if p.requires_grad:
+            params.append(p)
+    optimizer = torch.optim.Adam(params, lr=opts.lr)
+    lambdas = json.loads(cm.info.get("lambdas") or "[]")
+    metric = cm.info.get("metric", "mse")
+    if len(lambdas) != model.levels:
+        raise OptionError(f"{opts.model} does not record its λ per level; it cannot be finetuned")
+    log_lambdas = torch.log(torch.tensor(lambdas, dtype=torch.float64))
+    step = 0
+    last = out_dir / "last.pt"
+    recipe = {**asdict(opts), "finetune_of": cm.name, "base_sha256": cm.sha256.hex(), "metric": metric,
+              "lambda_values": lambdas, "files": crops.files, "train_crops": int(crops.train.shape[0])}
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        saved = json.loads(state.get("recipe", "{}"))
+        if saved.get("base_sha256") != recipe["base_sha256"] or saved.get("quantizer") != opts.quantizer:
+            raise OptionError(f"{last} finetunes another model or quantizer; use another --out folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    gen = torch.Generator().manual_seed(opts.seed * 1000 + step)
+    stream = crops_data.batches(crops.train, opts.batch, gen)
+    log_path = out_dir / "train_log.jsonl"
+    window: list[float] = []
+    t0 = time.perf_counter()
+    while step < opts.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
+        x = next(stream)
+        quality = 1 + torch.rand(x.shape[0], generator=gen) * (model.levels - 1)
+        lam = torch.exp(interpolate_levels(log_lambdas, quality)).float()
+        y_hat = quantized_latents(cm, quantizer, x, quality)
+        _, g_inv = model.gains(quality)
+        x_hat = model.synthesise(y_hat * g_inv)
+        d = distortion(x, x_hat, metric)
+        loss = (lam * d).mean() / lam.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        window.append(float((x - x_hat.detach().clamp(0, 1)).pow(2).mean()))
+        m = {"mse": sum(window) / len(window)}
+        m["psnr"] = 10 * math.log10(1 / max(m["mse"], 1e-12))
+        if step % opts.validate_every == 0 or step == opts.steps:
+            m.update(validate(cm, quantizer, model, val))
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t0, **m}) + "\n")
+            window.clear()
+        if step % opts.checkpoint_every == 0 or step == opts.steps:
+            save_checkpoint(last, model, optimizer, step, recipe)
+        yield Progress(step, opts.steps, f"step {step}", metrics=m)
+    return last
+
+
+@torch.no_grad()
+def quantized_latents(cm, quantizer, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """ŷ = μ + Δ·x̂ for a batch, exactly as the coder would produce it at step 1 (un-gained: multiply by
+    the inverse gain to synthesise)."""
+    from workbench.core.learned.coding import _hyper_params, latent_chains, step_scale
+    model = cm.model
+    g, _ = model.gains(quality)
+    y = (model.g_a(x) * g).double()
+    gz, _ = model.gains_z(quality)
+    z_hat = torch.round(model.h_a(y.float()) * gz).double()
+    out = torch.empty_like(y)
+    delta = step_scale(quantizer.name)
+    for i in range(x.shape[0]):
+        q = quality[i:i + 1]
+        means, scales = _hyper_params(cm, z_hat[i:i + 1], q)
+        mult = quantizer.reconstruct(*latent_chains(cm, y[i:i + 1], means, scales, q, quantizer.name, 1.0), cm)
+        out[i] = means[0] + delta * torch.from_numpy(mult).view(means.shape[1:])
+    return out.float()
+
+
+@torch.no_grad()
+def validate(cm, quantizer, model, val: torch.Tensor) -> dict:
+    """PSNR of the original decoder and of the finetuned one on held-out crops, averaged over levels."""
+    model.eval()
+    before = after = 0.0
+    for level in range(1, model.levels + 1):
+        q = torch.full((val.shape[0],), float(level))
+        y_hat = quantized_latents(cm, quantizer, val, q)
+        for which, net in (("before", cm.model), ("after", model)):
+            x_hat = net.synthesise(y_hat * net.gains(q)[1]).clamp(0, 1)
+            psnr = float((10 * torch.log10(1 / (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12))).mean())
+            if which == "before":
+                before += psnr
+            else:
+                after += psnr
+    model.train()
+    return {"val_psnr_base": before / model.levels, "val_psnr": after / model.levels,
+            "val_gain_db": (after - before) / model.levels}

@@ -1,0 +1,300 @@
+"""How a hyperprior model's latents become integers at inference, and how those integers are coded.
+
+Every quantizer here sees the same thing: residuals u = (y − μ)/Δ arranged as independent *chains*
+(one per latent channel and row), the grid level of each latent's predicted scale, and a distortion
+weight per chain (how much a unit of latent error costs in the training loss's pixel units). It
+writes integers into a `CategoricalWriter` and returns the reconstruction in multiples of Δ; its
+reader does the inverse from the levels alone.
+
+* `round`: k = round(u), coded grouped by scale level (all latents of level 0, then 1, ...).
+* `tcq4`, `tcq8`: trellis-coded quantization (DESIGN §3.4). A Viterbi search over every chain picks
+  the levels minimising Σ w·(u − x̂)² + bits, where the bits come from the entropy model conditioned
+  on the trellis state (through the quantizer the state selects: `densities.trellis_tables`). The
+  stream is written column by column (position j of every chain), grouped within a column by
+  (scale level, quantizer), because the decoder learns a chain's next state only from the level it
+  just decoded.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from workbench.core import trellis
+from workbench.core.entropy import CategoricalReader, CategoricalTable, CategoricalWriter
+from workbench.core.errors import OptionError
+from workbench.core.registry import Registry
+
+ESCAPE_MAX = (1 << 14) - 1
+_ESCAPE_NORM_BITS = math.log2(sum(1.0 / (e + 1) ** 2 for e in range(ESCAPE_MAX + 1)))
+
+
+@lru_cache(maxsize=1)
+def escape_table() -> CategoricalTable:
+    """Excess magnitudes 0..2^14−1 with P(e) ∝ 1/(e+1)², from integers only (machine-independent)."""
+    counts = [(1 << 40) // ((e + 1) * (e + 1)) for e in range(ESCAPE_MAX + 1)]
+    return CategoricalTable.from_counts(counts)
+
+
+def write_group(writer: CategoricalWriter, values: np.ndarray, table: CategoricalTable) -> None:
+    """Integers under a table whose two end symbols are escapes; the excess of escaped values follows."""
+    if not values.size:
+        return
+    r = -table.lo - 1
+    writer.write(np.clip(values, -r - 1, r + 1), table)
+    excess = np.abs(values[np.abs(values) > r]) - r - 1
+    if excess.size:
+        if excess.max() > ESCAPE_MAX:
+            raise OptionError("a latent is too large to code (the image drives the model far outside "
+                              "what it was trained on)")
+        writer.write(excess, escape_table())
+
+
+def read_group(reader: CategoricalReader, count: int, table: CategoricalTable) -> np.ndarray:
+    sym = reader.read(table, count).astype(np.int64)
+    r = -table.lo - 1
+    esc = np.abs(sym) == r + 1
+    if esc.any():
+        excess = reader.read(escape_table(), int(esc.sum())).astype(np.int64)
+        sym[esc] = np.sign(sym[esc]) * (r + 1 + excess)
+    return sym
+
+
+class LatentQuantizer:
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)      # where a search runs (the trellis search runs on CUDA too)
+
+    def reconstruct(self, u: np.ndarray, levels: np.ndarray, weights: np.ndarray, cm) -> np.ndarray:
+        """What `write` would reconstruct, without coding (finetuning trains the decoder on it)."""
+        raise NotImplementedError
+
+    def write(self, writer: CategoricalWriter, u: np.ndarray, levels: np.ndarray, weights: np.ndarray,
+              cm) -> tuple[np.ndarray, float]:
+        """Code chains u (C, L) float64 whose scales sit on grid `levels` (C, L); returns the
+        reconstruction in multiples of Δ (C, L) and the ideal bits of what was written."""
+        raise NotImplementedError
+
+    def read(self, reader: CategoricalReader, levels: np.ndarray, cm) -> np.ndarray:
+        raise NotImplementedError
+
+
+LATENT_QUANTIZERS: Registry[LatentQuantizer] = Registry("latent quantizer")
+
+
+@LATENT_QUANTIZERS.register
+class Rounding(LatentQuantizer):
+    """Plain rounding on the step: what every model was trained to expect.
+
+    >>> from workbench.core.learned.densities import gaussian_tables
+    >>> class M: gaussian = tuple(gaussian_tables())
+    >>> u, lv = np.array([[0.4, -2.6, 30.0]]), np.array([[0, 20, 20]])
+    >>> w = CategoricalWriter(); x, _ = Rounding().write(w, u, lv, np.ones(1), M)
+    >>> Rounding().read(CategoricalReader(w.finish()), lv, M).tolist() == x.tolist() == [[0, -3, 30]]
+    True
+    """
+
+    name = "round"
+    label = "Rounding"
+
+    def reconstruct(self, u, levels, weights, cm):
+        return np.round(u)
+
+    def write(self, writer, u, levels, weights, cm):
+        k = np.round(u).astype(np.int64)
+        flat_k, flat_l = k.reshape(-1), levels.reshape(-1)
+        bits = 0.0
+        for level, table in enumerate(cm.gaussian):
+            sel = flat_k[flat_l == level]
+            write_group(writer, sel, table)
+            bits += _ideal_bits(sel, table)
+        return k.astype(np.float64), bits
+
+    def read(self, reader, levels, cm):
+        flat_l = levels.reshape(-1)
+        k = np.zeros(flat_l.size, dtype=np.int64)
+        for level, table in enumerate(cm.gaussian):
+            where = np.nonzero(flat_l == level)[0]
+            if where.size:
+                k[where] = read_group(reader, where.size, table)
+        return k.reshape(levels.shape).astype(np.float64)
+
+
+class _Trellis(LatentQuantizer):
+    """Dependent quantization with a rate-distortion Viterbi search (see the module docstring)."""
+
+    machine: ClassVar[trellis.StateMachine]
+
+    def tables(self, cm):
+        if getattr(cm, "trellis", None) is None:
+            raise OptionError("this model file has no trellis tables (exported before trellis-coded "
+                              "quantization existed); re-export it with `workbench export-model`")
+        return cm.trellis
+
+    def search(self, u, levels, weights, cm) -> tuple[np.ndarray, np.ndarray]:
+        """Levels k (C, L) of the cheapest path, and the quantizer each one is coded with."""
+        costs = _bit_costs(self.tables(cm), self.device)
+        dev = self.device
+        k = trellis.viterbi(torch.from_numpy(u).to(dev), 1.0, _ChainRate(costs, torch.from_numpy(levels).to(dev)),
+                            self.machine, torch.from_numpy(np.asarray(weights, dtype=np.float64)).view(-1, 1).to(dev))
+        k = k.cpu().numpy()
+        return k, np.asarray(self.machine.quantizer)[trellis.track_states(k, self.machine)]
+
+    def reconstruct(self, u, levels, weights, cm):
+        k, quant = self.search(u, levels, weights, cm)
+        return trellis.reconstruct(k, quant, self.machine).astype(np.float64)
+
+    def write(self, writer, u, levels, weights, cm):
+        tables = self.tables(cm)
+        k, quant = self.search(u, levels, weights, cm)
+        for j in range(k.shape[1]):
+            for q, level, rows in _groups(quant[:, j], levels[:, j]):
+                write_group(writer, k[rows, j], tables[q][level])
+        bits = float(_bit_costs(tables, torch.device("cpu"))(torch.from_numpy(k), torch.from_numpy(quant),
+                                                             torch.from_numpy(levels)).sum())
+        return trellis.reconstruct(k, quant, self.machine).astype(np.float64), bits
+
+    def read(self, reader, levels, cm):
+        tables = self.tables(cm)
+        sm = self.machine
+        nxt = np.asarray(sm.next_state, dtype=np.int64)
+        qof = np.asarray(sm.quantizer, dtype=np.int64)
+        k = np.zeros(levels.shape, dtype=np.int64)
+        quant = np.zeros(levels.shape, dtype=np.int64)
+        state = np.zeros(levels.shape[0], dtype=np.int64)
+        for j in range(levels.shape[1]):
+            quant[:, j] = qof[state]
+            for q, level, rows in _groups(quant[:, j], levels[:, j]):
+                k[rows, j] = read_group(reader, rows.size, tables[q][level])
+            state = nxt[state, k[:, j] & 1]
+        return trellis.reconstruct(k, quant, sm).astype(np.float64)
+
+
+@LATENT_QUANTIZERS.register
+class RDOQ(_Trellis):
+    """Rounding's grid with rate-distortion decisions: the one-state trellis, so it isolates what the
+    search gains from what the two interleaved quantizers gain.
+
+    >>> from workbench.core.learned.densities import gaussian_tables
+    >>> class M: gaussian = tuple(gaussian_tables())
+    >>> u, lv = np.array([[0.4, -2.6, 3.2, 30.0]]), np.array([[10, 20, 20, 20]])
+    >>> w = CategoricalWriter(); x, _ = RDOQ().write(w, u, lv, np.full(1, 4.0), M)
+    >>> RDOQ().read(CategoricalReader(w.finish()), lv, M).tolist() == x.tolist()
+    True
+    """
+
+    name = "rdoq"
+    label = "Rounding grid, rate-distortion optimised"
+    machine = trellis.UNIFORM
+
+    def tables(self, cm):
+        return (cm.gaussian, cm.gaussian)
+
+
+@LATENT_QUANTIZERS.register
+class Trellis4(_Trellis):
+    """4-state trellis (VVC dependent quantization).
+
+    >>> class M: trellis = _example_tables()
+    >>> u, lv = np.array([[0.4, -2.6, 3.2, 30.0]]), np.array([[10, 20, 20, 20]])
+    >>> w = CategoricalWriter(); x, _ = Trellis4().write(w, u, lv, np.full(1, 4.0), M)
+    >>> Trellis4().read(CategoricalReader(w.finish()), lv, M).tolist() == x.tolist()
+    True
+    >>> bool(np.abs(x - u).max() <= 1.0)
+    True
+    """
+
+    name = "tcq4"
+    label = "Trellis-coded, 4 states"
+    machine = trellis.TCQ4
+
+
+@LATENT_QUANTIZERS.register
+class Trellis8(_Trellis):
+    """8-state trellis (the NNR standard's dependent quantization).
+
+    >>> class M: trellis = _example_tables()
+    >>> u, lv = np.array([[0.4, -2.6, 3.2, 30.0]]), np.array([[10, 20, 20, 20]])
+    >>> w = CategoricalWriter(); x, _ = Trellis8().write(w, u, lv, np.full(1, 4.0), M)
+    >>> Trellis8().read(CategoricalReader(w.finish()), lv, M).tolist() == x.tolist()
+    True
+    """
+
+    name = "tcq8"
+    label = "Trellis-coded, 8 states"
+    machine = trellis.TCQ8
+
+
+def _example_tables():
+    from workbench.core.learned.densities import trellis_tables
+    return tuple(tuple(t) for t in trellis_tables())
+
+
+def _groups(quant: np.ndarray, levels: np.ndarray):
+    """(quantizer, level, chain indices) for one column, in a fixed order both sides reproduce."""
+    key = levels * 2 + quant
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    for rows in np.split(order, bounds):
+        if rows.size:
+            kk = int(key[rows[0]])
+            yield kk & 1, kk >> 1, rows
+
+
+class _BitCosts:
+    """Bits of level k under (quantizer, scale level) in the tables' image, escapes included."""
+
+    def __init__(self, tables, device: torch.device):
+        rmax = max(-t.lo - 1 for qt in tables for t in qt)
+        self.rmax = rmax
+        dense = np.full((2, len(tables[0]), 2 * rmax + 1), np.inf)
+        self.r = torch.tensor([[-t.lo - 1 for t in qt] for qt in tables], dtype=torch.int64)
+        esc = np.zeros((2, len(tables[0])))
+        for q, qt in enumerate(tables):
+            for lv, t in enumerate(qt):
+                bits = -np.log2(t.probabilities)
+                r = -t.lo - 1
+                dense[q, lv, rmax - r:rmax + r + 1] = bits[1:-1]
+                esc[q, lv] = bits[0]
+        self.dense = torch.from_numpy(dense).to(device)
+        self.esc = torch.from_numpy(esc).to(device)
+        self.r = self.r.to(device)
+
+    def __call__(self, k: torch.Tensor, q: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        k, q, level = torch.broadcast_tensors(k, q, level)
+        a = k.abs()
+        r = self.r[q, level]
+        inside = self.dense[q, level, (k.clamp(-self.rmax, self.rmax) + self.rmax)]
+        outside = self.esc[q, level] + 2 * torch.log2((a - r).clamp(min=1).double()) + _ESCAPE_NORM_BITS
+        return torch.where(a > r, outside, inside)
+
+
+class _ChainRate:
+    """The search's rate: bits of each candidate under its own latent's scale level (no context)."""
+
+    def __init__(self, costs: _BitCosts, levels: torch.Tensor):
+        self.costs, self.levels = costs, levels[..., None]
+
+    def bulk(self, cand: torch.Tensor, q: int) -> torch.Tensor:
+        return self.costs(cand, torch.tensor(q, device=cand.device), self.levels)
+
+
+@lru_cache(maxsize=4)
+def _bit_costs(tables, device: torch.device) -> _BitCosts:
+    return _BitCosts(tables, device)
+
+
+def _ideal_bits(values: np.ndarray, table: CategoricalTable) -> float:
+    if not values.size:
+        return 0.0
+    r = -table.lo - 1
+    p = table.probabilities
+    bits = -np.log2(p[np.clip(values, -r - 1, r + 1) - table.lo]).sum()
+    excess = np.abs(values[np.abs(values) > r]) - r - 1
+    return float(bits + (2 * np.log2(excess + 1) + _ESCAPE_NORM_BITS).sum())
