@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from workbench import cli
 from workbench.core.codecs import codec_class, decode_any
@@ -307,3 +307,106 @@ def test_learned_codec_shows_its_rate_estimate_and_exports_a_wbi(qtbot, window, 
     assert cls.name == "learned" and np.array_equal(rgb, r.reconstruction)
     assert json.loads(written[1].read_text())["estimated_bpp"] == pytest.approx(r.estimated_bpp)
     assert not window.errors
+
+
+# ----- per-image latent optimization: a long encode on the side's JobRunner, plotted in the Live tab
+
+def open_chapel_with_learned(qtbot, window):
+    if not codec_class("learned").is_available():
+        pytest.skip("no learned model weights")
+    drop(window, [CHAPEL])
+    choose(window.compare.right.panel, "learned", 3)
+    wait_encoded(qtbot, window)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=WAIT_MS)     # the tab comes with the libraries
+    return window.compare.right
+
+
+def set_optimize(side, steps):
+    side.panel._editors["optimize"].spin.setValue(steps)                 # a typed value commits at once
+
+
+def test_optimize_is_a_spin_box_that_reads_off_at_zero(qtbot):
+    panel = CodecPanel("Right side")
+    qtbot.addWidget(panel)
+    panel.set_selection("learned", {})
+    editor = panel._editors["optimize"]
+    assert editor.slider is None and editor.spin.text() == "off"
+    editor.spin.setValue(100)
+    assert panel.selection().options.optimize == 100 and editor.spin.text() == "100"
+
+
+def test_optimization_feeds_the_live_tab_and_ends_like_a_normal_encode(qtbot, window):
+    right = open_chapel_with_learned(qtbot, window)
+    statuses = []
+    right.runner.progress.connect(lambda _p: statuses.append(right.metrics.status.text()))
+    set_optimize(right, 4)
+    assert right.runner.is_running() and right.result is None           # the event loop goes on meanwhile
+    assert right.metrics.cancel_button.isVisibleTo(window) and right.metrics.progress.isVisibleTo(window)
+    qtbot.waitUntil(lambda: right.result is not None and not right.runner.is_running(), timeout=60_000)
+    assert any(s.startswith("Optimizing latents: step ") and "Live tab" in s for s in statuses)
+    live = window.live
+    assert {"rate_bpp", "entropy", "temperature", "psnr", "ms_ssim", "gap"} <= set(live.keys())
+    assert live._bar.format().startswith("done in")
+    r = right.result
+    assert right.selection.options.optimize == 4
+    assert right.metrics.value("bpp").startswith(f"{r.bpp:.3f}")
+    assert right.metrics.value("psnr") == f"{r.quality.psnr:.2f} dB"
+    assert not right.metrics.status.isVisibleTo(window) and not right.metrics.cancel_button.isVisibleTo(window)
+    assert window.compare.view.caption(1).startswith("Learned")
+    assert "--optimize 4" in cli_command(str(CHAPEL), "learned", right.selection.options)
+    right.metrics.live_requested.emit()                                  # the "Live tab" link
+    assert window.tabs.currentWidget() is live
+    assert not window.errors
+
+
+def test_cancel_keeps_the_previous_result_and_its_settings(qtbot, window):
+    right = open_chapel_with_learned(qtbot, window)
+    previous = right.result
+    set_optimize(right, 500)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    right.metrics.cancel_button.click()
+    assert right.result is previous and right.selection.options.optimize == 0   # at once, not after the step
+    assert right.panel._editors["optimize"].spin.value() == 0            # the panel shows what is on screen
+    assert not right.metrics.cancel_button.isVisibleTo(window)
+    assert right.metrics.value("psnr") == f"{previous.quality.psnr:.2f} dB"
+    assert "optimization cancelled" in window.statusBar().currentMessage()
+    assert window.compare.summary_text().startswith("The right image (Learned")
+    qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)
+    assert window.live._bar.format().startswith("cancelled at step") and right.result is previous
+
+    set_optimize(right, 500)                                             # the Live tab's Cancel does the same
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    next(b for b in window.live.findChildren(QPushButton) if b.text() == "Cancel").click()
+    qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)
+    assert right.result is previous and right.panel._editors["optimize"].spin.value() == 0
+
+
+def test_a_new_setting_supersedes_a_running_optimization(qtbot, window):
+    right = open_chapel_with_learned(qtbot, window)
+    set_optimize(right, 500)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    set_optimize(right, 3)
+    qtbot.waitUntil(lambda: right.result is not None and not right.runner.is_running(), timeout=60_000)
+    assert right.selection.options.optimize == 3 and right.panel._editors["optimize"].spin.value() == 3
+    assert window.live._bar.format().startswith("done in")
+    set_optimize(right, 500)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    set_optimize(right, 0)                                               # back to a plain encode
+    wait_encoded(qtbot, window)
+    qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert right.selection.options.optimize == 0 and right.result is not None and not right.runner.is_running()
+
+
+def test_no_background_sweep_of_an_optimizing_codec(qtbot, window):
+    """Measuring an equal-quality curve would repeat the optimization at every setting: minutes of CPU."""
+    if not codec_class("learned").is_available():
+        pytest.skip("no learned model weights")
+    open_chapel_with_jpeg(qtbot, window)
+    left = window.compare.left
+    left.panel.set_selection("learned", {"quality": 3, "optimize": 3})
+    left.panel.changed.emit()                                           # as when a value is entered
+    qtbot.waitUntil(lambda: left.result is not None and not left.runner.is_running(), timeout=60_000)
+    assert not window.worker.is_pending("sweep")
+    assert window.compare.summary_hint.text().startswith("No equal-quality comparison for per-image optimization")
+    assert window.compare.summary_text().startswith("The right image (JPEG, quality 50) is ")

@@ -233,3 +233,12 @@ def test_live_curves_follow_an_attached_runner(qtbot, runner, tmp_path):
     with qtbot.waitSignal(runner.failed, timeout=3000):
         runner.start(lambda: load_image(tmp_path / "x.png"))
     assert w._status.text() == f"Failed: {tmp_path / 'x.png'}: the file is empty"
+
+
+def test_live_curves_smooth_per_step_so_sparse_metrics_do_not_lag(qtbot):
+    w = LiveCurves()
+    qtbot.addWidget(w)
+    w.set_smoothing(0.5)
+    w.add_events([Progress(s, None, "", {"psnr": v}) for s, v in ((10, 30.0), (20, 32.0), (30, 32.0))])
+    s = w._series["psnr"]
+    np.testing.assert_allclose(s.ema[: s.n], [30.0, 32.0 - 2.0 * 0.5**10, 32.0 - 2.0 * 0.5**20])

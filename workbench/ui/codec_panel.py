@@ -9,6 +9,7 @@ and would pile up behind a dragged slider.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSlider,
-    QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+    QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from workbench.core.codecs import all_codecs, codec_class
@@ -82,6 +83,10 @@ class _NumberEditor(_Editor):
             self.spin.setRange(int(spec.minimum if spec.minimum is not None else -INT_LIMIT),
                                int(spec.maximum if spec.maximum is not None else INT_LIMIT))
             self.spin.setSingleStep(self._step)
+            if _is_wide(spec):
+                self.spin.setStepType(QSpinBox.StepType.AdaptiveDecimalStepType)
+            if _off_at_zero(spec):
+                self.spin.setSpecialValueText("off")
         elif _is_wide(spec):
             self.spin = _FreeSpinBox()
             self._step = 1.0
@@ -98,7 +103,7 @@ class _NumberEditor(_Editor):
         self.spin.setKeyboardTracking(False)       # typing "75" must not encode at 7 first
         self.spin.setToolTip(spec.help)
         self.slider: QSlider | None = None
-        if spec.minimum is not None and spec.maximum is not None and not isinstance(self.spin, _FreeSpinBox):
+        if spec.minimum is not None and spec.maximum is not None and not _is_wide(spec):
             self.slider = QSlider(Qt.Orientation.Horizontal)
             self.slider.setRange(0, self._to_ticks(spec.maximum))
             self.slider.setPageStep(max(1, self.slider.maximum() // 10))
@@ -148,13 +153,25 @@ class _NumberEditor(_Editor):
 #: bounds) gets a free-form number box instead of a slider: a slider over 0..10⁶ moves in steps of
 #: thousands, useless for a quantization step of 0.01 or a learning rate of 10⁻⁴.
 WIDE_RANGE = 1e4
+#: The same for whole numbers: a slider over 0..5000 optimization steps jumps by dozens per pixel, and
+#: releasing it where it happens to stop would start a minutes-long encode.
+WIDE_INT_RANGE = 1000
 
 
 def _is_wide(spec: OptionSpec) -> bool:
-    if spec.type is not float or spec.step is not None or spec.minimum is None or spec.maximum is None:
+    if spec.type not in (int, float) or spec.step is not None or spec.minimum is None or spec.maximum is None:
         return False
     span = spec.maximum - spec.minimum
+    if spec.type is int:
+        return span > WIDE_INT_RANGE
     return span >= WIDE_RANGE or (spec.minimum > 0 and spec.maximum / spec.minimum >= WIDE_RANGE)
+
+
+def _off_at_zero(spec: OptionSpec) -> bool:
+    """Options whose help declares "0: off" (latent optimization steps) read "off" at 0 instead of a bare
+    number, so nobody wonders whether 0 steps is a setting or a missing value."""
+    text = f"{spec.help} {spec.label or ''}"
+    return spec.type is int and spec.minimum == 0 and ("0: off" in text or "0 = off" in text)
 
 
 def _decimals_to_show(decimals: int, *values: float | None) -> int:
@@ -394,7 +411,10 @@ class CodecPanel(QGroupBox):
 
 
 class SideMetrics(QWidget):
-    """The numbers under one side, each with a plain-word tooltip, and a copy-command button."""
+    """The numbers under one side, each with a plain-word tooltip, and a copy-command button; during a long
+    encode also its progress, a link to its curves and a Cancel button."""
+
+    live_requested = Signal()        # the "Live tab" link in a job's progress line was clicked
 
     ROWS = (("size", "Size"), ("bpp", "Bits per pixel"), ("saved", "Saved"), ("psnr", "PSNR"),
             ("ms_ssim", "MS-SSIM"), ("encode", "Encode time"), ("decode", "Decode time"))
@@ -420,19 +440,40 @@ class SideMetrics(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setVisible(False)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.status.linkActivated.connect(lambda _link: self.live_requested.emit())
         outer.addWidget(self.status)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
+        self.progress.setVisible(False)
+        outer.addWidget(self.progress)
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy CLI command")
         self.copy_button.setToolTip("Put the `workbench compress ...` command that reproduces this file on "
                                     "the clipboard.")
         self.copy_button.setEnabled(False)
-        outer.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Stop after the current step and show the previous result again.")
+        self.cancel_button.setVisible(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        outer.addLayout(buttons)
 
     def value(self, key: str) -> str:
         return self._values[key].text()
 
     def show_busy(self, text: str) -> None:
         self._set_status(text)
+
+    def show_job(self, text: str, step: int, total: int | None) -> None:
+        """A long encode under way: its progress, where its curves are, and a way to stop it."""
+        self._set_status(f'{html.escape(text)} <a href="live">Curves in the Live tab</a>', job=True)
+        self.progress.setRange(0, total or 0)             # no total: a busy bar
+        self.progress.setValue(min(step, total or 0))
 
     def show_error(self, text: str) -> None:
         for label in self._values.values():
@@ -470,9 +511,12 @@ class SideMetrics(QWidget):
             self._values[key].setText(text)
         self._set_status("")
 
-    def _set_status(self, text: str) -> None:
+    def _set_status(self, text: str, job: bool = False) -> None:
+        self.status.setTextFormat(Qt.TextFormat.RichText if job else Qt.TextFormat.PlainText)
         self.status.setText(text)
         self.status.setVisible(bool(text))
+        self.progress.setVisible(job)
+        self.cancel_button.setVisible(job)
 
 
 def _ms(seconds: float) -> str:

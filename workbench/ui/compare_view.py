@@ -9,6 +9,10 @@ artefacts of their own.
 `CompareView` wires the two codec panels to background encodes, shows the measured numbers, and asks the
 core for the summary sentence; when both sides are different codecs it also sweeps the left codec in the
 background, so the sentence can compare at equal quality instead of only point against point.
+
+An encode that optimizes its latents per image runs for tens of seconds, so it is not a fire-and-forget
+call: it runs on the side's own `JobRunner`, whose events the Live tab plots and whose Cancel puts the
+previous result back, since a cancelled optimization has nothing better to show.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction, QColor, QFont, QGuiApplication, QImage, QLinearGradient, QPainter, QPalette, QPen, QPixmap,
 )
@@ -31,6 +35,7 @@ from workbench.core.images import LoadedImage
 from workbench.core.summary import Measurement, RateCurve, format_size, summarize
 from workbench.ui.codec_panel import CodecPanel, Selection, SideMetrics, setting_text, short_name
 from workbench.ui.encode_worker import Worker
+from workbench.ui.job_runner import JobRunner
 from workbench.ui.export import cli_command
 
 if TYPE_CHECKING:
@@ -53,6 +58,16 @@ HEAT_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_IN
 def _compress(*args):
     from workbench.core.compress import compress_image
     return compress_image(*args)
+
+
+def _compress_job(*args):
+    from workbench.core.compress import compress_job
+    return compress_job(*args)
+
+
+def is_long(sel: Selection) -> bool:
+    """Encodes that optimize per image take tens of seconds and report every step."""
+    return getattr(sel.options, "optimize", 0) > 0
 
 
 def _match_size(*args):
@@ -363,15 +378,23 @@ class _Side:
     index: int
     panel: CodecPanel
     metrics: SideMetrics
+    runner: JobRunner
     selection: Selection = field(default_factory=lambda: Selection(None))
     result: CompressResult | None = None
     failed: bool = False
+    # A long encode: `wanted` is the latest one asked for, `running` the one the runner works on; they
+    # differ while a superseded job winds down. `shown` is what Cancel puts back: (selection, result),
+    # result None for the original, None when nothing of this image was shown yet.
+    wanted: Selection | None = None
+    running: Selection | None = None
+    shown: tuple[Selection, CompressResult | None] | None = None
 
 
 class CompareView(QWidget):
     """The Compare tab; the main window feeds it images and reads results for export."""
 
     status_message = Signal(str)
+    live_requested = Signal()        # the user asked to see a long encode's curves
 
     def __init__(self, worker: Worker, parent: QWidget | None = None):
         super().__init__(parent)
@@ -413,9 +436,15 @@ class CompareView(QWidget):
 
     # ----- construction
     def _make_side(self, name: str, index: int, title: str) -> _Side:
-        side = _Side(name, index, CodecPanel(title), SideMetrics())
+        side = _Side(name, index, CodecPanel(title), SideMetrics(), JobRunner(self))
         side.panel.changed.connect(partial(self._panel_changed, side))
         side.metrics.copy_button.clicked.connect(partial(self.copy_command, name))
+        side.metrics.cancel_button.clicked.connect(partial(self._cancel_job, side))
+        side.metrics.live_requested.connect(self.live_requested)
+        side.runner.progress.connect(partial(self._job_progress, side))
+        side.runner.finished.connect(partial(self._job_finished, side))
+        side.runner.failed.connect(partial(self._job_failed, side))
+        side.runner.cancelled.connect(partial(self._job_cancelled, side))
         return side
 
     def _column(self, side: _Side, tip: str) -> QScrollArea:
@@ -519,17 +548,118 @@ class CompareView(QWidget):
         image, sel = self.image, side.selection
         if sel.codec is None:
             self.worker.cancel(side.name)
-            self.view.set_side(side.index, None, "Original")
-            side.metrics.show_original(image.file_size, image.pixels, image.format)
-            self._show_summary()
+            self._stop_job(side)
+            self._show_original(side)
             return
+        if is_long(sel):
+            self.worker.cancel(side.name)
+            side.metrics.show_job(f"Optimizing latents with {short_name(sel.codec)}: starting…", 0,
+                                  sel.options.optimize)
+            self._show_summary()
+            side.wanted = sel
+            if side.runner.is_running():
+                side.runner.cancel()                # `wanted` starts once the superseded job has stopped
+            else:
+                self._start_job(side)
+            return
+        self._stop_job(side)
         side.metrics.show_busy(f"Encoding with {short_name(sel.codec)}…")
         self._show_summary()
         self.worker.submit(side.name, partial(_compress, image.rgb, sel.codec, sel.options),
                            on_done=partial(self._encoded, side, sel), on_error=partial(self._failed, side))
 
+    def _show_original(self, side: _Side) -> None:
+        image = self.image
+        side.shown = (side.selection, None)
+        self.view.set_side(side.index, None, "Original")
+        side.metrics.show_original(image.file_size, image.pixels, image.format)
+        self._show_summary()
+
+    # ----- long encodes (per-image optimization) on the side's JobRunner
+    def _start_job(self, side: _Side) -> None:
+        sel = side.running = side.wanted
+        side.runner.start(partial(_compress_job, self.image.rgb, sel.codec, sel.options))
+
+    def _stop_job(self, side: _Side) -> None:
+        side.wanted = None
+        side.runner.cancel()
+
+    def _cancel_job(self, side: _Side) -> None:
+        """The side's Cancel: the previous result is back at once, while the job stops after its current step
+        (the Live tab's Cancel restores it on the runner's `cancelled` instead)."""
+        if side.wanted is not None:
+            self._stop_job(side)
+            self._restore(side)
+
+    def _job_progress(self, side: _Side, progress) -> None:
+        if side.running is not side.wanted:
+            return
+        if progress.total and progress.step >= progress.total:
+            text = "Optimized; writing the file and measuring it…"
+        else:
+            text = (progress.message[:1].upper() + progress.message[1:] + "…") if progress.message else "Encoding…"
+        side.metrics.show_job(text, progress.step, progress.total)
+
+    def _job_finished(self, side: _Side, result: CompressResult) -> None:
+        sel, side.running = side.running, None
+        if sel is side.wanted:
+            side.wanted = None
+            self._encoded(side, sel, result)
+        else:
+            self._start_wanted_later(side)
+
+    def _job_failed(self, side: _Side, message: str) -> None:
+        sel, side.running = side.running, None
+        if sel is side.wanted:
+            side.wanted = None
+            self._failed(side, message)
+        else:
+            self._start_wanted_later(side)
+
+    def _job_cancelled(self, side: _Side) -> None:
+        sel, side.running = side.running, None
+        if sel is side.wanted:                      # the user pressed Cancel (here or in the Live tab)
+            side.wanted = None
+            self._restore(side)
+        else:
+            self._start_wanted_later(side)
+
+    def _start_wanted_later(self, side: _Side) -> None:
+        """After the runner's last signal: starting inside it would let the Live tab's own handler of that
+        signal mark the new job as ended."""
+        QTimer.singleShot(0, partial(self._start_wanted, side))
+
+    def _start_wanted(self, side: _Side) -> None:
+        if side.wanted is not None and not side.runner.is_running():
+            self._start_job(side)
+
+    def _restore(self, side: _Side) -> None:
+        """Show the last finished result again, with the settings that made it, in the panel too."""
+        label = side.name.capitalize()
+        if side.shown is None:
+            side.failed = True
+            side.metrics.show_error("Cancelled before the first result; change a setting to encode again.")
+            self.status_message.emit(f"{label} side: optimization cancelled.")
+            self._show_summary()
+            return
+        sel, result = side.shown
+        side.panel.set_selection(sel.codec, sel.values)
+        side.selection = sel
+        if result is None:
+            self._show_original(side)
+        else:
+            self._encoded(side, sel, result)
+        self.status_message.emit(f"{label} side: optimization cancelled; the previous result is shown again.")
+
+    def shutdown(self) -> None:
+        """Stop both sides' long encodes (window close)."""
+        for side in self.sides():
+            self._stop_job(side)
+            side.runner.shutdown()
+
     def _encoded(self, side: _Side, sel: Selection, result: CompressResult) -> None:
         side.selection, side.result = sel, result
+        side.shown = (sel, result)
         caption = f"{short_name(sel.codec)} · {setting_text(sel.codec, sel.options.quality)} · " \
                   f"{format_size(result.size_bytes)}"
         self.view.set_side(side.index, result.reconstruction, caption)
@@ -551,6 +681,7 @@ class CompareView(QWidget):
         self.right.panel.set_selection(contender.codec, contender.values)
         for side in self.sides():
             self.worker.cancel(side.name)
+            self._stop_job(side)
             side.selection, side.result, side.failed = side.panel.selection(), None, False
         self.left.metrics.show_busy(f"Encoding with {short_name(anchor.codec)}…")
         self.right.metrics.show_busy(f"Searching for the {short_name(contender.codec)} setting whose file is as "
@@ -576,6 +707,9 @@ class CompareView(QWidget):
         """Show a new image without encoding either side (the caller will supply the results)."""
         self.worker.cancel("demo")
         self.worker.cancel("sweep")                  # a sweep of the previous image must not land on this one
+        for side in self.sides():
+            self._stop_job(side)
+            side.shown = None
         self.image = image
         self._curves.clear()
         self._stack.setCurrentWidget(self.view)
@@ -614,6 +748,11 @@ class CompareView(QWidget):
         left, right = self.left.selection, self.right.selection
         if self.image is None or left.codec is None or right.codec is None or \
                 short_name(left.codec) == short_name(right.codec):
+            return
+        if is_long(left):
+            self.summary_hint.setText("No equal-quality comparison for per-image optimization: measuring it at "
+                                      "several settings would take minutes.")
+            self.summary_hint.setVisible(True)
             return
         key = self._curve_key(left)
         if key in self._curves or (key == self._sweeping and self.worker.is_pending("sweep")):

@@ -59,8 +59,13 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
                               "rounding; falls during training."),
     "soft_hard_gap": MetricInfo("Soft–hard gap", "", "Difference between the soft and the hard quantized "
                                 "values; should shrink as σ grows."),
-    "gap": MetricInfo("Soft–hard gap", "", "Difference between the soft and the hard quantized values; "
-                      "should shrink during annealing."),
+    "gap": MetricInfo("Soft–hard gap", "", "Difference between the soft (trained) and the hard (coded) "
+                      "quantization's values or loss; should shrink during annealing."),
+    "rate_bpp": MetricInfo("Rate (soft)", "bpp", "Bits per pixel the entropy model estimates for the softly "
+                           "rounded latents being optimized."),
+    "hard_bpp": MetricInfo("Rate (hard)", "bpp", "Bits per pixel of the latents rounded as they will be coded."),
+    "hard_loss": MetricInfo("Loss (hard)", "", "The objective R + λ·D with the latents rounded as they will be "
+                            "coded; the encoder keeps the step where it was lowest."),
     "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
     "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
     "accuracy": MetricInfo("Accuracy", "", "Share of test samples the network classifies correctly "
@@ -90,13 +95,19 @@ def metric_info(key: str) -> MetricInfo:
 
 
 class _Series:
-    """Growing x/y/EMA arrays (capacity doubles) so appending stays O(1) amortised."""
+    """Growing x/y/EMA arrays (capacity doubles) so appending stays O(1) amortised.
+
+    The smoothing weight is per step of the job, not per point: a metric measured every tenth step
+    (the PSNR of the hard-rounded latents during an optimization) would otherwise be averaged over ten
+    times as many steps as the rate beside it, and its smoothed line would trail far behind the data.
+    """
 
     def __init__(self) -> None:
         self.n = 0
         self.x = np.empty(256)
         self.y = np.empty(256)
         self.ema = np.empty(256)
+        self.spacing: float | None = None       # steps between the first two points
 
     def append(self, xs: np.ndarray, ys: np.ndarray, alpha: float) -> None:
         need = self.n + len(xs)
@@ -108,11 +119,16 @@ class _Series:
                 setattr(self, name, arr)
         self.x[self.n:need] = xs
         self.y[self.n:need] = ys
-        self.ema[self.n:need] = _ema(ys, alpha, self.ema[self.n - 1] if self.n else None)
+        if self.spacing is None and need >= 2:
+            self.spacing = max(1.0, float(self.x[1] - self.x[0]))
+        self.ema[self.n:need] = _ema(ys, self._per_point(alpha), self.ema[self.n - 1] if self.n else None)
         self.n = need
 
     def resmooth(self, alpha: float) -> None:
-        self.ema[: self.n] = _ema(self.y[: self.n], alpha, None)
+        self.ema[: self.n] = _ema(self.y[: self.n], self._per_point(alpha), None)
+
+    def _per_point(self, alpha: float) -> float:
+        return alpha ** (self.spacing or 1.0)
 
 
 def _ema(values: np.ndarray, alpha: float, previous: float | None) -> np.ndarray:
@@ -240,7 +256,12 @@ class LiveCurves(QWidget):
 
     # -- public API ------------------------------------------------------------------------------
     def attach(self, runner: JobRunner | None) -> None:
-        """Follow `runner`: its events feed the plots and the buttons control it."""
+        """Follow `runner`: its events feed the plots and the buttons control it.
+
+        Attached while its job runs, the plots start empty from the next event on.
+        """
+        if runner is self._runner:
+            return
         if self._runner is not None:
             for signal, slot in self._connections():
                 signal.disconnect(slot)
@@ -248,7 +269,17 @@ class LiveCurves(QWidget):
         if runner is not None:
             for signal, slot in self._connections():
                 signal.connect(slot)
-        self._set_running(runner is not None and runner.is_running())
+        if runner is not None and runner.is_running():
+            self._on_started()
+        else:
+            self._set_running(False)
+
+    def follow(self, runner: JobRunner) -> None:
+        """Switch to `runner` whenever it starts a job: with several runners (the RD sweep, each Compare
+        side's optimization) the tab shows the job started last, the one the user just asked for."""
+        runner.started.connect(lambda: self.attach(runner))
+        if self._runner is None or (runner.is_running() and not self._runner.is_running()):
+            self.attach(runner)
 
     def reset(self) -> None:
         """Forget all curves and progress (a new job starts from an empty grid)."""

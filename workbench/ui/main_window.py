@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.worker = Worker(self)
         self.compare = CompareView(self.worker)
         self.compare.status_message.connect(lambda text: self.show_status(text, 20_000))
+        self.compare.live_requested.connect(self.show_live)
         self.rd_view = None
         self.live = None
         self.network = None
@@ -114,9 +115,15 @@ class MainWindow(QMainWindow):
         if self.compare.image is not None:
             self.rd_view.set_current(self.compare.image.source)
         self.live = LiveCurves()
-        self.live.attach(self.rd_view.runner)   # the Live tab follows whatever sweep runs
+        self.live.follow(self.rd_view.runner)   # the Live tab follows whatever sweep or optimization runs
+        for side in self.compare.sides():
+            self.live.follow(side.runner)
         self.tabs.addTab(self.live, "Live")
         self.network_view()
+
+    def show_live(self) -> None:
+        if self.live is not None:                # the tab arrives with the compression libraries
+            self.tabs.setCurrentWidget(self.live)
 
     def network_view(self):
         """The Network tab, created on first use: it needs torch, which the window does not load up front."""
@@ -528,6 +535,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()
         self.worker.shutdown()
+        self.compare.shutdown()
         if self.network is not None:
             self.network.shutdown()
         super().closeEvent(event)
