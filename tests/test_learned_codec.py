@@ -1,5 +1,6 @@
 """The learned codec: round trips, rate knobs, bit-exact decoding, damaged files, escapes."""
 
+import dataclasses
 import doctest
 import hashlib
 import subprocess
@@ -99,11 +100,7 @@ def test_file_encoded_on_gpu_decodes_bit_exactly_on_cpu(chapel, tmp_path):
 
 
 def _repack(data: bytes, **changes) -> bytes:
-    c = container.unpack(data)
-    fields = {f: getattr(c, f) for f in ("kind", "codec_id", "model_hash", "quantizer_id", "params", "shapes",
-                                          "streams")}
-    fields.update(changes)
-    return container.pack(container.Container(**fields))
+    return container.pack(dataclasses.replace(container.unpack(data), **changes))
 
 
 def test_damaged_or_mismatched_files_give_clear_errors(chapel):

@@ -1,5 +1,6 @@
 """Soft-to-hard vector quantization: the quantizer, its σ schedule, the dct-shvq model and its coder."""
 
+import dataclasses
 import doctest
 import hashlib
 import shutil
@@ -181,11 +182,7 @@ def test_odd_sizes_round_trip(shvq_models):
 
 
 def _repack(data: bytes, **changes) -> bytes:
-    c = container.unpack(data)
-    fields = {f: getattr(c, f) for f in ("kind", "codec_id", "model_hash", "quantizer_id", "params", "shapes",
-                                          "streams")}
-    fields.update(changes)
-    return container.pack(container.Container(**fields))
+    return container.pack(dataclasses.replace(container.unpack(data), **changes))
 
 
 def test_bad_inputs_are_refused(shvq_models, chapel):

@@ -96,16 +96,31 @@ def encode_job(rgb: np.ndarray, options) -> Job[tuple[bytes, float | None]]:
     return container.pack(c), estimate
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    from workbench.core.learned import coding_shvq
-    if coding_shvq.model_of(data) is not None:           # a file of a vector-quantized (SHVQ) model
-        return coding_shvq.decode_image(data)
-    c = container.unpack(data)
+def file_model(c: container.Container) -> CodecModel:
+    """The model a learned-codec file names (by name and SHA-256), or a BitstreamError saying why not."""
     if c.codec_id != CODEC_ID or c.kind != container.PayloadKind.IMAGE:
         raise BitstreamError(f"not a learned-codec image (codec {c.codec_id!r})")
+    name = c.params.get("model")
+    if not isinstance(name, str):
+        raise BitstreamError("learned-codec parameters are missing or malformed")
+    cm = model_for_file(name, c.model_hash)
+    if cm is None:
+        if name in shipped_models():
+            raise BitstreamError(f"this file was made with different weights for model {name!r} "
+                                 "(model hash mismatch); decoding it would give a wrong image")
+        raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed here")
+    return cm
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    c = container.unpack(data)
+    cm = file_model(c)
+    if getattr(cm.model, "vector_quantized", False):     # a file of a vector-quantized (SHVQ) model
+        from workbench.core.learned import coding_shvq
+        return coding_shvq.decode(c, cm)
     params = c.params
     try:
-        name, quality, step = str(params["model"]), float(params["quality"]), float(params["step"])
+        quality, step = float(params["quality"]), float(params["step"])
         quantizer_name = str(params.get("quantizer", "round"))
     except (KeyError, TypeError, ValueError):
         raise BitstreamError("learned-codec parameters are missing or malformed") from None
@@ -113,12 +128,6 @@ def decode_image(data: bytes) -> np.ndarray:
         raise BitstreamError(f"unknown latent quantizer {quantizer_name!r} in the file")
     if not (1 <= quality <= 8 and 0.25 <= step <= 8) or len(c.streams) != 2:
         raise BitstreamError("learned-codec parameters are out of range")
-    cm = model_for_file(name, c.model_hash)
-    if cm is None:
-        if name in shipped_models():
-            raise BitstreamError(f"this file was made with different weights for model {name!r} "
-                                 "(model hash mismatch); decoding it would give a wrong image")
-        raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed here")
     h, w = c.shapes[0][:2]
     hp, wp = _padded(h, cm.model.z_stride), _padded(w, cm.model.z_stride)
     model = cm.model

@@ -26,10 +26,9 @@ from workbench.core.entropy import CategoricalReader, CategoricalWriter
 from workbench.core.errors import BitstreamError, OptionError
 from workbench.core.images import check_rgb
 from workbench.core.learned import coding
-from workbench.core.learned.catalog import shipped_models
 from workbench.core.learned.device import pick_device
 from workbench.core.learned.models_shvq import from_vectors, to_vectors
-from workbench.core.learned.weights import CodecModel, model_for_file
+from workbench.core.learned.weights import CodecModel
 
 
 def _level(quality: float, levels: int) -> int:
@@ -71,33 +70,12 @@ def encode_image(rgb: np.ndarray, options, cm: CodecModel) -> tuple[bytes, float
     return container.pack(c), bits
 
 
-def model_of(data: bytes) -> CodecModel | None:
-    """The vector-quantized model a learned-codec file names, or None when it names another kind of
-    model or cannot be read (the general decoder then reports why)."""
+def decode(c: container.Container, cm: CodecModel) -> np.ndarray:
+    """Pixels of a file whose model (`coding.file_model`) is vector-quantized."""
     try:
-        c = container.unpack(data)
-        if c.codec_id != coding.CODEC_ID:
-            return None
-        cm = model_for_file(str(c.params["model"]), c.model_hash)
-    except (BitstreamError, OptionError, KeyError, TypeError, ValueError):
-        return None
-    return cm if cm is not None and getattr(cm.model, "vector_quantized", False) else None
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    c = container.unpack(data)
-    if c.codec_id != coding.CODEC_ID or c.kind != container.PayloadKind.IMAGE:
-        raise BitstreamError(f"not a learned-codec image (codec {c.codec_id!r})")
-    try:
-        name, quality, step = str(c.params["model"]), float(c.params["quality"]), float(c.params["step"])
+        quality, step = float(c.params["quality"]), float(c.params["step"])
     except (KeyError, TypeError, ValueError):
         raise BitstreamError("learned-codec parameters are missing or malformed") from None
-    cm = model_for_file(name, c.model_hash)
-    if cm is None:
-        if name in shipped_models():
-            raise BitstreamError(f"this file was made with different weights for model {name!r} "
-                                 "(model hash mismatch); decoding it would give a wrong image")
-        raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed here")
     model = cm.model
     if not (math.isfinite(quality) and quality == int(quality) and 1 <= quality <= model.levels) \
             or step != 1.0 or len(c.streams) != 1 or not c.shapes or len(c.shapes[0]) != 3:
