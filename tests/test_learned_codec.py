@@ -3,6 +3,7 @@
 import dataclasses
 import doctest
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,17 @@ def test_a_broken_model_file_is_refused_with_a_message(chapel, tmp_path):
         codec.encode(chapel, codec.options(model=str(bad)))
     with pytest.raises(OptionError, match="not found"):
         codec.encode(chapel, codec.options(model=str(tmp_path / "missing.safetensors")))
+
+
+@pytest.mark.parametrize("table", [torch.full((2, 64, 3), float("nan")), torch.zeros(3, 3), torch.full((2, 64, 3), 5.0)])
+def test_malformed_reconstruction_offsets_are_refused(tmp_path, table):
+    from safetensors.torch import load, save
+    from workbench.core.errors import OptionError
+    from workbench.core.learned.weights import load_codec_model, model_path
+    src = model_path("dct-hyperprior-mse")
+    raw = src.read_bytes()
+    meta = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+    bad = tmp_path / "bad-offsets.safetensors"
+    bad.write_bytes(save({**load(raw), "offsets.tcq8": table}, metadata=meta))
+    with pytest.raises(OptionError, match="offsets"):
+        load_codec_model(str(bad))

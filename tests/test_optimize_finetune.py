@@ -74,6 +74,8 @@ def test_finetuning_changes_only_the_decoder(tmp_path):
     last = run(finetune_job(opts, [images], tmp_path / "ft"), events.append)
     assert "val_gain_db" in events[-1].metrics
     tuned = export_checkpoint(last, tmp_path / "tuned.safetensors")
+    offsets = load_codec_model(str(tuned)).offsets
+    assert set(offsets) == {"tcq8"} and np.abs(offsets["tcq8"]).max() > 0     # learned with the decoder
     a, b = load_codec_model(str(base)).model.state_dict(), load_codec_model(str(tuned)).model.state_dict()
     changed = {k for k in a if not torch.equal(a[k], b[k])}
     assert changed and all(trainable(k) for k in changed)
@@ -85,6 +87,13 @@ def test_finetuning_changes_only_the_decoder(tmp_path):
     fa = container.unpack(codec.encode(rgb, codec.options(quality=2, model=str(base))))
     fb = container.unpack(codec.encode(rgb, codec.options(quality=2, model=str(tuned))))
     assert fa.streams == fb.streams and fa.model_hash != fb.model_hash
+    tcq_file = codec.encode(rgb, codec.options(quality=2, model=str(tuned), quantizer="tcq8"))
+    assert codec.decode(tcq_file).shape == rgb.shape
+    # finetuning a finetuned model again keeps its offsets (fixed here, with --offset-lr 0)
+    again = run(finetune_job(FinetuneOptions(**{**opts.__dict__, "model": str(tuned), "steps": 1, "offset_lr": 0.0}),
+                             [images], tmp_path / "ft2"))
+    kept = load_codec_model(str(export_checkpoint(again, tmp_path / "again.safetensors"))).offsets
+    assert np.array_equal(kept["tcq8"], offsets["tcq8"])
     # resuming with another quantizer in the same folder is refused
     with pytest.raises(OptionError, match="another"):
         run(finetune_job(FinetuneOptions(**{**opts.__dict__, "quantizer": "round"}), [images], tmp_path / "ft"))

@@ -73,6 +73,33 @@ def test_chains_round_trip_with_escapes(name):
     assert abs(len(data) * 8 / bits - 1) < 0.05       # ideal bits of the search vs the real stream
 
 
+@pytest.mark.parametrize("name", ["round", "tcq8"])
+def test_reconstruction_offsets_move_nonzero_levels_on_both_sides(name):
+    rng = np.random.default_rng(4)
+    u = rng.normal(0, 3, (20, 40))
+    levels = rng.integers(0, densities.SCALE_LEVELS, u.shape)
+    table = rng.uniform(-0.3, 0.3, latent_quantizers.OFFSET_SHAPE)
+
+    class Plain:
+        gaussian = tuple(densities.gaussian_tables())
+        trellis = tuple(tuple(t) for t in densities.trellis_tables())
+        offsets = {}
+
+    class Shifted(Plain):
+        offsets = {name: table}
+
+    q = LATENT_QUANTIZERS.get(name)()
+    nominal, quant = q.decide(u, levels, np.full(20, 3.0), Plain)
+    w = CategoricalWriter()
+    x, _ = q.write(w, u, levels, np.full(20, 3.0), Shifted)
+    data = w.finish()
+    assert np.array_equal(q.read(CategoricalReader(data), levels, Shifted), x)
+    assert np.array_equal(q.read(CategoricalReader(data), levels, Plain), nominal)   # same symbols
+    magnitude = np.minimum(np.abs(nominal), 3).astype(int)
+    expected = nominal + np.sign(nominal) * table[quant, levels, np.maximum(magnitude - 1, 0)] * (nominal != 0)
+    assert np.allclose(x, expected) and np.array_equal(x == 0, nominal == 0)
+
+
 needs_models = pytest.mark.skipif(not shipped_models(), reason="no learned model weights in resources/models")
 
 

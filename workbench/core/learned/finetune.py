@@ -8,7 +8,9 @@ is everything the encoder runs (colour transform and DCT or analysis, gains, hyp
 z density and the hyper-synthesis, so the entropy parameters and therefore the bitstream are those of
 the original model); the trained part is the decoder: inverse gains, synthesis (incl. the learned
 inverse colour transform) and post-filter. The loss is λ·D per image at a random quality, the rate
-being fixed by the frozen encoder.
+being fixed by the frozen encoder. With the decoder, the quantizer's reconstruction offsets are learned
+(`latent_quantizers.offset_slots`: where in its cell each nonzero level is best reconstructed, per
+quantizer, scale level and magnitude), at a higher learning rate since they start from zero.
 
 The result is a normal training checkpoint (`last.pt`, resumable), which `workbench export-model` turns
 into a model file like any other.
@@ -28,7 +30,7 @@ import torch
 from workbench.core.errors import OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
-from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS
+from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE, apply_offsets, offset_slots
 from workbench.core.learned.models import interpolate_levels
 from workbench.core.learned.train import distortion, save_checkpoint
 from workbench.core.learned.weights import load_codec_model
@@ -48,6 +50,8 @@ class FinetuneOptions:
     crop: int = option(128, "crop size in pixels (a multiple of the model's stride)", minimum=32, maximum=1024)
     crops_per_image: int = option(8, "random crops cut from each training image", minimum=1, maximum=1000)
     lr: float = option(1e-4, "Adam learning rate (halved at 75 % and 90 % of the steps)", minimum=1e-8, maximum=1.0)
+    offset_lr: float = option(0.01, "learning rate of the reconstruction offsets (0: learn none)", minimum=0.0,
+                              maximum=1.0)
     seed: int = option(0, "random seed")
     validate_every: int = option(250, "steps between validations", minimum=1)
     checkpoint_every: int = option(250, "steps between checkpoints", minimum=1)
@@ -81,7 +85,14 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
         p.requires_grad_(trainable(name))
         if p.requires_grad:
             params.append(p)
-    optimizer = torch.optim.Adam(params, lr=opts.lr)
+    base_offsets = cm.offsets.get(opts.quantizer)       # a model finetuned before starts from its own
+    offsets = torch.zeros(OFFSET_SHAPE) if base_offsets is None else torch.from_numpy(base_offsets).float()
+    offsets.requires_grad_(opts.offset_lr > 0)
+    keep_offsets = opts.offset_lr > 0 or base_offsets is not None
+    groups = [{"params": params, "lr": opts.lr}]
+    if opts.offset_lr > 0:
+        groups.append({"params": [offsets], "lr": opts.offset_lr})
+    optimizer = torch.optim.Adam(groups)
     lambdas = json.loads(cm.info.get("lambdas") or "[]")
     metric = cm.info.get("metric", "mse")
     if len(lambdas) != model.levels:
@@ -94,9 +105,14 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
         saved = json.loads(state.get("recipe", "{}"))
-        if saved.get("base_sha256") != recipe["base_sha256"] or saved.get("quantizer") != opts.quantizer:
-            raise OptionError(f"{last} finetunes another model or quantizer; use another --out folder")
+        if saved.get("base_sha256") != recipe["base_sha256"] or saved.get("quantizer") != opts.quantizer \
+                or (saved.get("offset_lr", 0) > 0) != (opts.offset_lr > 0):
+            raise OptionError(f"{last} finetunes another model or quantizer, or with(out) offsets; "
+                              "use another --out folder")
         model.load_state_dict(state["model"])
+        if keep_offsets:
+            with torch.no_grad():
+                offsets.copy_(state["offsets"][opts.quantizer])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
     gen = torch.Generator().manual_seed(opts.seed * 1000 + step)
@@ -105,12 +121,13 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     window: list[float] = []
     t0 = time.perf_counter()
     while step < opts.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
+        decay = (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
+        for group, base_lr in zip(optimizer.param_groups, (opts.lr, opts.offset_lr)):
+            group["lr"] = base_lr * decay
         x = next(stream)
         quality = 1 + torch.rand(x.shape[0], generator=gen) * (model.levels - 1)
         lam = torch.exp(interpolate_levels(log_lambdas, quality)).float()
-        y_hat = quantized_latents(cm, quantizer, x, quality)
+        y_hat = decoded_latents(quantizer_decisions(cm, quantizer, x, quality), offsets)
         _, g_inv = model.gains(quality)
         x_hat = model.synthesise(y_hat * g_inv)
         d = distortion(x, x_hat, metric)
@@ -119,56 +136,67 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        with torch.no_grad():
+            offsets.clamp_(-0.5, 0.5)       # stay inside the level's cell
         step += 1
         window.append(float((x - x_hat.detach().clamp(0, 1)).pow(2).mean()))
         m = {"mse": sum(window) / len(window)}
         m["psnr"] = 10 * math.log10(1 / max(m["mse"], 1e-12))
         if step % opts.validate_every == 0 or step == opts.steps:
-            m.update(validate(cm, quantizer, model, val))
+            m.update(validate(cm, quantizer, model, offsets.detach(), val))
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t0, **m}) + "\n")
             window.clear()
         if step % opts.checkpoint_every == 0 or step == opts.steps:
-            save_checkpoint(last, model, optimizer, step, recipe)
+            save_checkpoint(last, model, optimizer, step, recipe,
+                            {"offsets": {opts.quantizer: offsets.detach().clone()}} if keep_offsets else None)
         yield Progress(step, opts.steps, f"step {step}", metrics=m)
     return last
 
 
 @torch.no_grad()
-def quantized_latents(cm, quantizer, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """ŷ = μ + Δ·x̂ for a batch, exactly as the coder would produce it at step 1 (un-gained: multiply by
-    the inverse gain to synthesise)."""
+def quantizer_decisions(cm, quantizer, x: torch.Tensor, quality: torch.Tensor) -> tuple:
+    """What the coder decides for a batch at step 1: (μ, nominal x̂ in multiples of Δ, offset slots, Δ),
+    the first three shaped like y (un-gained: ŷ times the inverse gain is what is synthesised)."""
     from workbench.core.learned.coding import _hyper_params, latent_chains, step_scale
     model = cm.model
     g, _ = model.gains(quality)
     y = (model.g_a(x) * g).double()
     gz, _ = model.gains_z(quality)
     z_hat = torch.round(model.h_a(y.float()) * gz).double()
-    out = torch.empty_like(y)
-    delta = step_scale(quantizer.name)
+    means, xhat, slots = torch.empty_like(y), torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64)
     for i in range(x.shape[0]):
         q = quality[i:i + 1]
-        means, scales = _hyper_params(cm, z_hat[i:i + 1], q)
-        mult = quantizer.reconstruct(*latent_chains(cm, y[i:i + 1], means, scales, q, quantizer.name, 1.0), cm)
-        out[i] = means[0] + delta * torch.from_numpy(mult).view(means.shape[1:])
-    return out.float()
+        mu, scales = _hyper_params(cm, z_hat[i:i + 1], q)
+        u, levels, weights = latent_chains(cm, y[i:i + 1], mu, scales, q, quantizer.name, 1.0)
+        nominal, quant = quantizer.decide(u, levels, weights, cm)
+        means[i] = mu[0]
+        xhat[i] = torch.from_numpy(nominal).view(y.shape[1:])
+        slots[i] = torch.from_numpy(offset_slots(nominal, quant, levels)).view(y.shape[1:])
+    return means.float(), xhat.float(), slots, step_scale(quantizer.name)
+
+
+def decoded_latents(decisions: tuple, offsets: torch.Tensor | None) -> torch.Tensor:
+    """ŷ = μ + Δ·(x̂ + offset): differentiable in the offsets, which is how finetuning learns them."""
+    means, xhat, slots, delta = decisions
+    return means + delta * (xhat if offsets is None else apply_offsets(xhat, slots, offsets))
 
 
 @torch.no_grad()
-def validate(cm, quantizer, model, val: torch.Tensor) -> dict:
-    """PSNR of the original decoder and of the finetuned one on held-out crops, averaged over levels."""
+def validate(cm, quantizer, model, offsets: torch.Tensor, val: torch.Tensor) -> dict:
+    """PSNR of the original decoder and of the finetuned one, each with its own reconstruction offsets,
+    on held-out crops, averaged over levels."""
     model.eval()
-    before = after = 0.0
+    base_offsets = cm.offsets.get(quantizer.name)
+    decoders = ((cm.model, None if base_offsets is None else torch.from_numpy(base_offsets).float()),
+                (model, offsets))
+    psnr = [0.0, 0.0]
     for level in range(1, model.levels + 1):
         q = torch.full((val.shape[0],), float(level))
-        y_hat = quantized_latents(cm, quantizer, val, q)
-        for which, net in (("before", cm.model), ("after", model)):
-            x_hat = net.synthesise(y_hat * net.gains(q)[1]).clamp(0, 1)
-            psnr = float((10 * torch.log10(1 / (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12))).mean())
-            if which == "before":
-                before += psnr
-            else:
-                after += psnr
+        decisions = quantizer_decisions(cm, quantizer, val, q)
+        for i, (net, off) in enumerate(decoders):
+            x_hat = net.synthesise(decoded_latents(decisions, off) * net.gains(q)[1]).clamp(0, 1)
+            mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+            psnr[i] += float((10 * torch.log10(1 / mse)).mean()) / model.levels
     model.train()
-    return {"val_psnr_base": before / model.levels, "val_psnr": after / model.levels,
-            "val_gain_db": (after - before) / model.levels}
+    return {"val_psnr_base": psnr[0], "val_psnr": psnr[1], "val_gain_db": psnr[1] - psnr[0]}

@@ -13,6 +13,14 @@ reader does the inverse from the levels alone.
   stream is written column by column (position j of every chain), grouped within a column by
   (scale level, quantizer), because the decoder learns a chain's next state only from the level it
   just decoded.
+
+A model file may carry *reconstruction offsets* for a quantizer (learned by `workbench finetune` with
+the decoder): every nonzero x̂ is moved by sgn(x̂)·o[quantizer, scale level, min(|x̂|, 3)] before
+synthesis. The search and the symbols ignore them; only the decoded latents change. A cell's best
+reconstruction is not its nominal centre (the density is skewed inside it, and the search pushes
+values towards cheaper levels), and what is best for the image is not the latent-space centroid
+either: with the shipped decoder the centroids lowered PSNR, so the offsets are learned through the
+decoder on the image loss.
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ import torch
 from workbench.core import trellis
 from workbench.core.entropy import CategoricalReader, CategoricalTable, CategoricalWriter
 from workbench.core.errors import OptionError
+from workbench.core.learned.densities import SCALE_LEVELS
 from workbench.core.registry import Registry
 
 ESCAPE_MAX = (1 << 14) - 1
+OFFSET_MAGNITUDES = 3                       # |x̂| = 1, 2 and ≥ 3 (in Δ) have offsets of their own
+OFFSET_SHAPE = (2, SCALE_LEVELS, OFFSET_MAGNITUDES)     # (quantizer, scale level, magnitude)
 _ESCAPE_NORM_BITS = math.log2(sum(1.0 / (e + 1) ** 2 for e in range(ESCAPE_MAX + 1)))
 
 
@@ -71,9 +82,14 @@ class LatentQuantizer:
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)      # where a search runs (the trellis search runs on CUDA too)
 
-    def reconstruct(self, u: np.ndarray, levels: np.ndarray, weights: np.ndarray, cm) -> np.ndarray:
-        """What `write` would reconstruct, without coding (finetuning trains the decoder on it)."""
+    def decide(self, u: np.ndarray, levels: np.ndarray, weights: np.ndarray, cm) -> tuple[np.ndarray, np.ndarray]:
+        """The nominal reconstruction (C, L) in multiples of Δ that `write` would code, and the
+        quantizer (0/1) of each element, without coding (finetuning trains the decoder on these)."""
         raise NotImplementedError
+
+    def reconstruct(self, u: np.ndarray, levels: np.ndarray, weights: np.ndarray, cm) -> np.ndarray:
+        """What a decoder of `write`'s output reconstructs, reconstruction offsets included."""
+        return self.shifted(*self.decide(u, levels, weights, cm), levels, cm)
 
     def write(self, writer: CategoricalWriter, u: np.ndarray, levels: np.ndarray, weights: np.ndarray,
               cm) -> tuple[np.ndarray, float]:
@@ -83,6 +99,30 @@ class LatentQuantizer:
 
     def read(self, reader: CategoricalReader, levels: np.ndarray, cm) -> np.ndarray:
         raise NotImplementedError
+
+    def shifted(self, xhat: np.ndarray, quant: np.ndarray, levels: np.ndarray, cm) -> np.ndarray:
+        """x̂ moved by the model file's reconstruction offsets for this quantizer, if it has any."""
+        table = getattr(cm, "offsets", {}).get(self.name)
+        if table is None:
+            return xhat
+        return apply_offsets(xhat, offset_slots(xhat, quant, levels), table)
+
+
+def offset_slots(xhat, quant, levels):
+    """Index of each element's offset in the flattened `OFFSET_SHAPE` table; −1 where x̂ = 0 (zero, the
+    predicted mean, stays where it is). Works on numpy arrays and torch tensors alike."""
+    lib = torch if isinstance(xhat, torch.Tensor) else np
+    magnitude = lib.clip(lib.abs(xhat), 0, OFFSET_MAGNITUDES)
+    magnitude = magnitude.long() if lib is torch else magnitude.astype(np.int64)
+    slots = (quant * SCALE_LEVELS + levels) * OFFSET_MAGNITUDES + magnitude - 1
+    return lib.where(magnitude == 0, -1, slots)
+
+
+def apply_offsets(xhat, slots, table):
+    """x̂ + sgn(x̂)·offset at `slots`: numpy (decoding, float64) or torch (finetuning, differentiable)."""
+    lib = torch if isinstance(xhat, torch.Tensor) else np
+    flat = table.reshape(-1)
+    return xhat + lib.sign(xhat) * flat[lib.clip(slots, 0, None)] * (slots >= 0)
 
 
 LATENT_QUANTIZERS: Registry[LatentQuantizer] = Registry("latent quantizer")
@@ -103,8 +143,8 @@ class Rounding(LatentQuantizer):
     name = "round"
     label = "Rounding"
 
-    def reconstruct(self, u, levels, weights, cm):
-        return np.round(u)
+    def decide(self, u, levels, weights, cm):
+        return np.round(u), np.zeros(u.shape, dtype=np.int64)
 
     def write(self, writer, u, levels, weights, cm):
         k = np.round(u).astype(np.int64)
@@ -114,7 +154,7 @@ class Rounding(LatentQuantizer):
             sel = flat_k[flat_l == level]
             write_group(writer, sel, table)
             bits += _ideal_bits(sel, table)
-        return k.astype(np.float64), bits
+        return self.decoded(k, levels, cm), bits
 
     def read(self, reader, levels, cm):
         flat_l = levels.reshape(-1)
@@ -123,7 +163,10 @@ class Rounding(LatentQuantizer):
             where = np.nonzero(flat_l == level)[0]
             if where.size:
                 k[where] = read_group(reader, where.size, table)
-        return k.reshape(levels.shape).astype(np.float64)
+        return self.decoded(k.reshape(levels.shape), levels, cm)
+
+    def decoded(self, k, levels, cm):
+        return self.shifted(k.astype(np.float64), np.zeros(k.shape, dtype=np.int64), levels, cm)
 
 
 class _Trellis(LatentQuantizer):
@@ -146,9 +189,9 @@ class _Trellis(LatentQuantizer):
         k = k.cpu().numpy()
         return k, np.asarray(self.machine.quantizer)[trellis.track_states(k, self.machine)]
 
-    def reconstruct(self, u, levels, weights, cm):
+    def decide(self, u, levels, weights, cm):
         k, quant = self.search(u, levels, weights, cm)
-        return trellis.reconstruct(k, quant, self.machine).astype(np.float64)
+        return trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant
 
     def write(self, writer, u, levels, weights, cm):
         tables = self.tables(cm)
@@ -158,7 +201,7 @@ class _Trellis(LatentQuantizer):
                 write_group(writer, k[rows, j], tables[q][level])
         bits = float(_bit_costs(tables, torch.device("cpu"))(torch.from_numpy(k), torch.from_numpy(quant),
                                                              torch.from_numpy(levels)).sum())
-        return trellis.reconstruct(k, quant, self.machine).astype(np.float64), bits
+        return self.decoded(k, quant, levels, cm), bits
 
     def read(self, reader, levels, cm):
         tables = self.tables(cm)
@@ -173,7 +216,10 @@ class _Trellis(LatentQuantizer):
             for q, level, rows in _groups(quant[:, j], levels[:, j]):
                 k[rows, j] = read_group(reader, rows.size, tables[q][level])
             state = nxt[state, k[:, j] & 1]
-        return trellis.reconstruct(k, quant, sm).astype(np.float64)
+        return self.decoded(k, quant, levels, cm)
+
+    def decoded(self, k, quant, levels, cm):
+        return self.shifted(trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant, levels, cm)
 
 
 @LATENT_QUANTIZERS.register

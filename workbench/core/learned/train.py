@@ -231,13 +231,14 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     return out
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, recipe: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, recipe: dict, extra: dict | None = None) -> None:
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise WorkbenchError(f"training diverged before step {step} (non-finite weights); the last good "
                              f"checkpoint {path} was kept — resume with a lower --lr")
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "recipe": json.dumps(recipe), "architecture": model.name, "config": json.dumps(model.config)}, tmp)
+                "recipe": json.dumps(recipe), "architecture": model.name, "config": json.dumps(model.config),
+                **(extra or {})}, tmp)
     os.replace(tmp, path)
 
 

@@ -13,10 +13,11 @@ import copy
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -27,6 +28,7 @@ from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.learned.catalog import MODEL_DIR, shipped_models
 from workbench.core.learned.densities import FactorizedDensity, gaussian_tables, trellis_tables
+from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 from workbench.core.learned.models import MODELS, TransformCodingModel
 
 MAX_MODEL_BYTES = 200 * 1024 * 1024
@@ -42,6 +44,7 @@ class CodecModel:
     sha256: bytes
     info: dict
     h_s64: torch.nn.Module | None    # float64 copy of the hyper-synthesis: what decides the symbols
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)   # latent quantizer → reconstruction offsets
 
 
 def _pack_tables(tables: list[CategoricalTable], prefix: str) -> dict[str, torch.Tensor]:
@@ -82,6 +85,8 @@ def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> 
         q0, q1 = trellis_tables()
         tensors.update(_pack_tables(q0, "tables.tcq0"))
         tensors.update(_pack_tables(q1, "tables.tcq1"))
+    for quantizer, table in state.get("offsets", {}).items():     # learned by `workbench finetune`
+        tensors[f"offsets.{quantizer}"] = table.to(torch.float32).reshape(OFFSET_SHAPE).contiguous()
     meta = {
         "architecture": model.name, "config": json.dumps(model.config), "metric": recipe.get("metric", "mse"),
         "lambdas": json.dumps(recipe.get("lambda_values", [])), "description": description,
@@ -120,6 +125,7 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
         gauss = _unpack_tables(tensors, "tables.gaussian") if model.has_hyperprior else ()
         tcq = (_unpack_tables(tensors, "tables.tcq0"), _unpack_tables(tensors, "tables.tcq1")) \
             if "tables.tcq0.freqs" in tensors else None
+        offsets = _unpack_offsets(tensors)
     except (SafetensorError, KeyError, ValueError, RuntimeError, TypeError, json.JSONDecodeError) as exc:
         raise OptionError(f"{path} is not a valid workbench model file: {exc}") from None
     model.eval()
@@ -127,7 +133,21 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
         p.requires_grad_(False)
     info = {k: v for k, v in meta.items() if k != "recipe"}
     h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval() if model.has_hyperprior else None
-    return CodecModel(Path(path).stem, model, hyper, gauss, tcq, hashlib.sha256(raw).digest(), info, h_s64)
+    return CodecModel(Path(path).stem, model, hyper, gauss, tcq, hashlib.sha256(raw).digest(), info, h_s64,
+                      offsets)
+
+
+def _unpack_offsets(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, table in tensors.items():
+        if not key.startswith("offsets."):
+            continue
+        name = key[len("offsets."):]
+        if name not in LATENT_QUANTIZERS or tuple(table.shape) != OFFSET_SHAPE \
+                or not torch.isfinite(table).all() or table.abs().max() > 1:
+            raise ValueError(f"reconstruction offsets {key} are malformed")
+        out[name] = table.to(torch.float64).numpy()
+    return out
 
 
 _BY_HASH: dict[bytes, CodecModel] = {}
