@@ -105,11 +105,13 @@ def dequantize(levels: np.ndarray, steps: np.ndarray, sm: StateMachine) -> np.nd
 
 
 def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
-            weights: torch.Tensor | None = None) -> torch.Tensor:
+            weights: torch.Tensor | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Levels (chains, length) int64 minimising Σ F·(u − x̂)² + λ·R along each chain.
 
     `u` is the data divided by the step. Per element and state the candidates are zero and the two
     nearest levels of that state's quantizer; each next state keeps its cheapest arriving survivor.
+    Costs are summed in `dtype`: float32 halves the memory traffic of a search over a whole image's
+    latents, and only the encoder runs the search (a decoder never repeats its decisions).
 
     >>> u = torch.tensor([[0.9, 2.1, -3.2, 0.1]], dtype=torch.float64)
     >>> free = lambda k, q, prev: torch.zeros(k.shape, dtype=torch.float64)
@@ -123,9 +125,9 @@ def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
     if u.ndim != 2:
         raise ValueError("viterbi works on a 2-D tensor of chains x length")
     C, L = u.shape
-    dev, dt = u.device, torch.float64
-    u = u.to(dt)
-    f = torch.ones_like(u) if weights is None else weights.to(dev, dt).expand_as(u)
+    dev = u.device
+    u = u.to(dtype)
+    f = torch.ones_like(u) if weights is None else weights.to(dev, dtype).expand_as(u)
     if L == 0 or C == 0:
         return torch.zeros((C, L), dtype=torch.int64, device=dev)
     with _one_thread(dev):
@@ -134,25 +136,25 @@ def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
 
 def _candidates(u: torch.Tensor, q: int, sm: StateMachine) -> tuple[torch.Tensor, torch.Tensor]:
     """Levels tried under quantizer q for every element (..., 3): the two nearest on its grid and zero,
-    with their reconstructions in units of the step."""
-    zero = torch.zeros_like(u, dtype=torch.int64)[..., None]
+    with their reconstructions in units of the step (in u's dtype). Computed in floating point and
+    converted once: integer division and sign on millions of candidates were a third of the search."""
+    zero = torch.zeros_like(u)
     if not sm.dependent:
-        k0 = torch.floor(u).long()[..., None]
-        cand = torch.cat([k0, k0 + 1, zero], -1)
-        return cand, cand
+        t = torch.floor(u)
+        rec = torch.stack([t, t + 1, zero], -1)
+        return rec.long(), rec
     if q == 0:                                       # Q0: x̂ = 2k
-        k0 = torch.floor(u / 2).long()[..., None]
-        cand = torch.cat([k0, k0 + 1, zero], -1)
-    else:                                            # Q1: x̂ = 2k − sgn k
-        m = (2 * torch.floor((u - 1) / 2).long() + 1)[..., None]    # nearest odd at or below u
-        mm = torch.cat([m, m + 2], -1)
-        cand = torch.cat([torch.where(mm > 0, (mm + 1) // 2, (mm - 1) // 2), zero], -1)
-    return cand, 2 * cand - torch.sign(cand) * q
+        t = torch.floor(u / 2)
+        cand = torch.stack([t, t + 1, zero], -1)
+        return cand.long(), 2 * cand
+    t = torch.floor((u - 1) / 2)                     # Q1: x̂ = 2k − sgn k; 2t + 1 is the odd at or below u
+    cand = torch.stack([t + (t >= 0), t + 1 + (t >= -1), zero], -1)
+    return cand.long(), torch.stack([2 * t + 1, 2 * t + 3, zero], -1)
 
 
 def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
     C, L = u.shape
-    dev, dt = u.device, torch.float64
+    dev, dt = u.device, u.dtype
     S = sm.n_states
     quant = torch.tensor(sm.quantizer, device=dev).view(1, S, 1)
     nxt = torch.tensor(sm.next_state, device=dev)  # (S, 2)
@@ -167,16 +169,13 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     cost = torch.full((C, S), float("inf"), dtype=dt, device=dev)
     cost[:, 0] = 0.0
-    prev = torch.zeros((C, S), dtype=torch.int64, device=dev)
-    back_level = torch.empty((L, C, S), dtype=torch.int64, device=dev)
-    back_pred = torch.empty((L, C, S), dtype=torch.int64, device=dev)
     # Candidates and their distortion for whole chains at once, per quantizer.
     qs = (0, 1) if sm.dependent else (0,)
     cands, local = [], []
     for q in qs:
         cand, rec = _candidates(u, q, sm)
         cands.append(cand)
-        local.append(f[..., None] * (u[..., None] - rec.to(dt)) ** 2)
+        local.append(f[..., None] * (u[..., None] - rec) ** 2)
     if hasattr(rate, "bulk"):
         # Without context the cheapest candidate of each parity does not depend on the survivor, so it
         # is chosen here for every position; the recursion below only compares survivors.
@@ -184,21 +183,29 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
         best = torch.empty((L, C, nq * 2), dtype=dt, device=dev)     # position-major: one slice per
         best_level = torch.empty((L, C, nq * 2), dtype=torch.int64, device=dev)   # step, (q, parity)
         for q in qs:
-            J = local[q] + lam * rate.bulk(cands[q], q).to(dt)
-            for p in (0, 1):
-                v, i = torch.where((cands[q] & 1) == p, J, inf).min(-1)
+            bits = rate.bulk(cands[q], q).to(dt)
+            J = local[q] + (bits if lam == 1 else lam * bits)
+            odd = (cands[q] & 1).bool()
+            for p, masked in ((0, torch.where(odd, inf, J)), (1, torch.where(odd, J, inf))):
+                v, i = masked.min(-1)
                 best[:, :, q * 2 + p] = v.T
                 best_level[:, :, q * 2 + p] = cands[q].gather(-1, i[..., None])[..., 0].T
-        # For each next state, its two arrivals: the source state and the (quantizer, parity) slot.
-        src_state = (pred // 2).reshape(1, S * 2).expand(C, -1)
-        src_slot = (quant.view(S)[pred // 2] * 2 + pred % 2).reshape(1, S * 2).expand(C, -1)
+        # For each next state, its two arrivals: the source state and the (quantizer, parity) slot. The
+        # loop keeps only which arrival won (one byte per chain and state); the levels are looked up
+        # along the winning path alone when backtracking.
+        src_state = pred // 2
+        src_slot = quant.view(S)[pred // 2] * 2 + pred % 2
+        s0, s1, slot0, slot1 = src_state[:, 0], src_state[:, 1], src_slot[:, 0], src_slot[:, 1]
+        back_which = torch.empty((L, C, S), dtype=torch.bool, device=dev)
         for j in range(L):
-            arrive = (cost.gather(1, src_state) + best[j].gather(1, src_slot)).view(C, S, 2)
-            cost, which = arrive.min(-1)
-            pick = which + 2 * torch.arange(S, device=dev)
-            back_level[j] = best_level[j].gather(1, src_slot.gather(1, pick))
-            back_pred[j] = src_state.gather(1, pick)
-        return _backtrack(cost, back_level, back_pred)
+            first = cost.index_select(1, s0) + best[j].index_select(1, slot0)
+            second = cost.index_select(1, s1) + best[j].index_select(1, slot1)
+            torch.lt(second, first, out=back_which[j])
+            cost = torch.minimum(first, second)
+        return _backtrack_chosen(cost, back_which, best_level, src_state, src_slot)
+    prev = torch.zeros((C, S), dtype=torch.int64, device=dev)
+    back_level = torch.empty((L, C, S), dtype=torch.int64, device=dev)
+    back_pred = torch.empty((L, C, S), dtype=torch.int64, device=dev)
     is_q0 = quant == 0
     for j in range(L):
         if sm.dependent:
@@ -233,6 +240,20 @@ def _one_thread(dev: torch.device):
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _backtrack_chosen(cost, back_which, best_level, src_state, src_slot) -> torch.Tensor:
+    """`_backtrack` for the context-free search: arrival `which` into state s came from state
+    src_state[s, which] with the level best_level[j, chain, src_slot[s, which]]."""
+    L, C, _ = back_which.shape
+    out = torch.empty((C, L), dtype=torch.int64, device=cost.device)
+    s = cost.argmin(1)
+    rows = torch.arange(C, device=cost.device)
+    for j in range(L - 1, -1, -1):
+        which = back_which[j, rows, s].long()
+        out[:, j] = best_level[j, rows, src_slot[s, which]]
+        s = src_state[s, which]
+    return out
 
 
 def _backtrack(cost, back_level, back_pred) -> torch.Tensor:

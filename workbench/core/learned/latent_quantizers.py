@@ -56,8 +56,12 @@ def write_group(writer: CategoricalWriter, values: np.ndarray, table: Categorica
     if not values.size:
         return
     r = -table.lo - 1
+    magnitude = np.abs(values)
+    if magnitude.max() <= r:            # the usual case: no escapes
+        writer.write(values, table)
+        return
     writer.write(np.clip(values, -r - 1, r + 1), table)
-    excess = np.abs(values[np.abs(values) > r]) - r - 1
+    excess = magnitude[magnitude > r] - r - 1
     if excess.size:
         if excess.max() > ESCAPE_MAX:
             raise OptionError("a latent is too large to code (the image drives the model far outside "
@@ -185,7 +189,8 @@ class _Trellis(LatentQuantizer):
         costs = _bit_costs(self.tables(cm), self.device)
         dev = self.device
         k = trellis.viterbi(torch.from_numpy(u).to(dev), 1.0, _ChainRate(costs, torch.from_numpy(levels).to(dev)),
-                            self.machine, torch.from_numpy(np.asarray(weights, dtype=np.float64)).view(-1, 1).to(dev))
+                            self.machine, torch.from_numpy(np.asarray(weights, dtype=np.float64)).view(-1, 1).to(dev),
+                            dtype=torch.float32)
         k = k.cpu().numpy()
         return k, np.asarray(self.machine.quantizer)[trellis.track_states(k, self.machine)]
 
@@ -196,11 +201,11 @@ class _Trellis(LatentQuantizer):
     def write(self, writer, u, levels, weights, cm):
         tables = self.tables(cm)
         k, quant = self.search(u, levels, weights, cm)
-        for j in range(k.shape[1]):
-            for q, level, rows in _groups(quant[:, j], levels[:, j]):
-                write_group(writer, k[rows, j], tables[q][level])
+        by_column = k.T.reshape(-1)
+        for q, level, where in _stream_groups(quant, levels):
+            write_group(writer, by_column[where], tables[q][level])
         bits = float(_bit_costs(tables, torch.device("cpu"))(torch.from_numpy(k), torch.from_numpy(quant),
-                                                             torch.from_numpy(levels)).sum())
+                                                             torch.from_numpy(levels)).sum(dtype=torch.float64))
         return self.decoded(k, quant, levels, cm), bits
 
     def read(self, reader, levels, cm):
@@ -282,6 +287,19 @@ def _example_tables():
     return tuple(tuple(t) for t in trellis_tables())
 
 
+def _stream_groups(quant: np.ndarray, levels: np.ndarray):
+    """The writer's order for all columns at once: `_groups` of column 0, then of column 1, ..., with
+    indices into the column-major flattening (the reader, which learns the quantizers column by
+    column, calls `_groups` per column)."""
+    n_cols = quant.shape[1]
+    per_column = 2 * SCALE_LEVELS
+    key = (np.arange(n_cols)[:, None] * per_column + levels.T * 2 + quant.T).reshape(-1)
+    order = np.argsort(key, kind="stable")
+    for where in np.split(order, np.flatnonzero(np.diff(key[order])) + 1):
+        kk = int(key[where[0]]) % per_column
+        yield kk & 1, kk >> 1, where
+
+
 def _groups(quant: np.ndarray, levels: np.ndarray):
     """(quantizer, level, chain indices) for one column, in a fixed order both sides reproduce."""
     key = levels * 2 + quant
@@ -294,31 +312,47 @@ def _groups(quant: np.ndarray, levels: np.ndarray):
 
 
 class _BitCosts:
-    """Bits of level k under (quantizer, scale level) in the tables' image, escapes included."""
+    """Bits of level k under (quantizer, scale level) in the tables' image, escapes included.
+
+    One flat lookup per candidate: the dense table covers |k| ≤ the widest table's range, escape costs
+    included for the narrower tables, and only levels beyond it (rare) are computed on the side. The
+    search evaluates this for millions of candidates per image, so it is most of its time."""
 
     def __init__(self, tables, device: torch.device):
-        rmax = max(-t.lo - 1 for qt in tables for t in qt)
-        self.rmax = rmax
-        dense = np.full((2, len(tables[0]), 2 * rmax + 1), np.inf)
-        self.r = torch.tensor([[-t.lo - 1 for t in qt] for qt in tables], dtype=torch.int64)
-        esc = np.zeros((2, len(tables[0])))
+        self.rmax = rmax = max(-t.lo - 1 for qt in tables for t in qt)
+        self.n_levels, self.width = len(tables[0]), 2 * rmax + 1
+        ks = np.arange(-rmax, rmax + 1)
+        dense = np.empty((2, self.n_levels, self.width))
+        esc = np.empty((2, self.n_levels, 2))
+        r_of = np.empty((2, self.n_levels), dtype=np.int64)
         for q, qt in enumerate(tables):
             for lv, t in enumerate(qt):
                 bits = -np.log2(t.probabilities)
-                r = -t.lo - 1
-                dense[q, lv, rmax - r:rmax + r + 1] = bits[1:-1]
-                esc[q, lv] = bits[0]
-        self.dense = torch.from_numpy(dense).to(device)
+                r = r_of[q, lv] = -t.lo - 1
+                esc[q, lv] = bits[0], bits[-1]
+                excess_bits = 2 * np.log2(np.maximum(np.abs(ks) - r, 1)) + _ESCAPE_NORM_BITS
+                dense[q, lv] = np.where(np.abs(ks) <= r, bits[np.clip(ks, -r, r) + r + 1],
+                                        np.where(ks < 0, bits[0], bits[-1]) + excess_bits)
+        self.flat = torch.from_numpy(dense.reshape(-1)).to(device, torch.float32)    # what the search sums
         self.esc = torch.from_numpy(esc).to(device)
-        self.r = self.r.to(device)
+        self.r = torch.from_numpy(r_of).to(device)
 
-    def __call__(self, k: torch.Tensor, q: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        k, q, level = torch.broadcast_tensors(k, q, level)
-        a = k.abs()
-        r = self.r[q, level]
-        inside = self.dense[q, level, (k.clamp(-self.rmax, self.rmax) + self.rmax)]
-        outside = self.esc[q, level] + 2 * torch.log2((a - r).clamp(min=1).double()) + _ESCAPE_NORM_BITS
-        return torch.where(a > r, outside, inside)
+    def row_start(self, q: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Flat index of level 0 in the table of (q, level)."""
+        return (q * self.n_levels + level) * self.width + self.rmax
+
+    def __call__(self, k: torch.Tensor, q: torch.Tensor, level: torch.Tensor,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+        rmax = self.rmax
+        rows = self.row_start(q, level) if rows is None else rows
+        bits = self.flat[rows + k.clamp(-rmax, rmax)]
+        far = k.abs() > rmax
+        if bool(far.any()):
+            k, q, level = torch.broadcast_tensors(k, q, level)
+            kf, qf, lf = k[far], q[far], level[far]
+            far_bits = self.esc[qf, lf, (kf > 0).long()] + 2 * torch.log2((kf.abs() - self.r[qf, lf]).double())
+            bits[far] = (far_bits + _ESCAPE_NORM_BITS).to(bits.dtype)
+        return bits
 
 
 class _ChainRate:
@@ -326,9 +360,12 @@ class _ChainRate:
 
     def __init__(self, costs: _BitCosts, levels: torch.Tensor):
         self.costs, self.levels = costs, levels[..., None]
+        self._rows: dict[int, torch.Tensor] = {}
 
     def bulk(self, cand: torch.Tensor, q: int) -> torch.Tensor:
-        return self.costs(cand, torch.tensor(q, device=cand.device), self.levels)
+        if q not in self._rows:     # where each latent's table starts in the flat lookup, per quantizer
+            self._rows[q] = self.costs.row_start(torch.tensor(q, device=cand.device), self.levels)
+        return self.costs(cand, torch.tensor(q, device=cand.device), self.levels, self._rows[q])
 
 
 @lru_cache(maxsize=4)
