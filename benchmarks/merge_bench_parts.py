@@ -1,8 +1,8 @@
 """One benchmark report from several `workbench bench` runs on disjoint image sets.
 
 A long benchmark (per-image optimization with hundreds of steps) is run as parts, one process per core,
-each on its own folder of images; this joins their per-image points into one `BenchResult` and writes
-the same report `workbench bench` writes (curves averaged over every image, BD-rate table, plot).
+each on its own folder of images; this joins their per-image points and writes the same report
+`workbench bench` writes (curves averaged over every image, BD-rate table, plot).
 
     python benchmarks/merge_bench_parts.py --anchor learned --out docs/benchmarks/optimize_300 \
         docs/benchmarks/optimize_300/kodim01-04 docs/benchmarks/optimize_300/kodim05-08 ...
@@ -13,26 +13,9 @@ the same report `workbench bench` writes (curves averaged over every image, BD-r
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from workbench.core.bench import BenchResult, RDPoint
-from workbench.core.bench_report import format_bd_table, write_report
-
-
-def merged(parts: list[Path], only: set[str] | None = None) -> BenchResult:
-    """The parts' points (only those of the images named in `only`, when given)."""
-    result = BenchResult()
-    for part in parts:
-        data = json.loads((part / "per_image.json").read_text(encoding="utf-8"))
-        images = [i for i in data["images"] if only is None or i in only]
-        overlap = set(result.images) & set(images)
-        if overlap:
-            raise SystemExit(f"{part} repeats images of an earlier part: {', '.join(sorted(overlap))}")
-        result.images += images
-        result.points += [RDPoint(**p) for p in data["points"] if p["image"] in images]
-    result.codecs = list(dict.fromkeys(p.codec for p in result.points))
-    return result
+from workbench.core.bench_report import format_bd_table, join_results, load_points, write_report
 
 
 def main() -> None:
@@ -42,7 +25,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--images", help="comma-separated file names: keep only these images' points")
     args = ap.parse_args()
-    result = merged(args.parts, set(args.images.split(",")) if args.images else None)
+    only = set(args.images.split(",")) if args.images else None
+    result = join_results([load_points(part, only) for part in args.parts])
     write_report(result, args.out, args.anchor)
     print(f"{len(result.images)} images from {len(args.parts)} parts")
     print(format_bd_table(result.bd_table(args.anchor), args.anchor))

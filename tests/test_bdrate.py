@@ -118,3 +118,37 @@ def test_bench_compares_settings_of_one_codec(tmp_path):
     assert (tmp_path / "out" / "webp_method-4.json").exists() and written
     with pytest.raises(OptionError):
         run(bench_job([tmp_path / "a.png"], ["webp:method"]))
+
+
+def _synthetic_run(images, shift):
+    from workbench.core.bench import BenchResult, RDPoint
+    points = [RDPoint(codec, q, image, bpp=q * 0.2 * (0.9 if codec == "webp" else 1.0) * (1 + shift * k),
+                      psnr=26 + 3 * q + k, ms_ssim=0.9 + 0.02 * q, ms_ssim_db=10 + 2 * q + k,
+                      encode_s=0.1, decode_s=0.1)
+              for k, image in enumerate(images) for codec in ("jpeg", "webp") for q in (1, 2, 3, 4)]
+    return BenchResult(list(images), points, ["jpeg", "webp"])
+
+
+def test_report_parts_join_into_the_run_on_all_images(tmp_path):
+    """A sweep run as parts on disjoint images, read back and joined, gives the whole run's BD-rates."""
+    from workbench.core.bench import BenchResult
+    from workbench.core.bench_report import join_results, load_points, write_report
+    from workbench.core.errors import WorkbenchError
+
+    whole = _synthetic_run(["x.png", "y.png", "z.png"], shift=0.3)
+    parts = [BenchResult(imgs, [p for p in whole.points if p.image in imgs], whole.codecs)
+             for imgs in (["x.png"], ["y.png", "z.png"])]
+    for i, part in enumerate(parts):
+        write_report(part, tmp_path / f"part{i}", "jpeg")
+    joined = join_results([load_points(tmp_path / f"part{i}") for i in range(2)])
+    assert joined.images == whole.images and joined.codecs == whole.codecs
+    assert [r["psnr"] for r in joined.bd_table("jpeg")] == pytest.approx([r["psnr"] for r in whole.bd_table("jpeg")])
+    assert load_points(tmp_path / "part1", {"z.png"}).images == ["z.png"]
+
+    with pytest.raises(WorkbenchError, match="more than one part: x.png"):
+        join_results([load_points(tmp_path / "part0"), load_points(tmp_path / "part0")])
+    (tmp_path / "part1" / "per_image.json").write_text('{"images": ["y.png"]}')
+    with pytest.raises(WorkbenchError, match="not a per-image file"):
+        load_points(tmp_path / "part1")
+    with pytest.raises(WorkbenchError, match="cannot read"):
+        load_points(tmp_path / "missing")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from workbench.core import bdrate
 from workbench.core.atomic import write_bytes_atomic
-from workbench.core.bench import BenchResult, point_rows
+from workbench.core.bench import BenchResult, RDPoint, point_rows
 from workbench.core.errors import WorkbenchError
 from workbench.core.metrics import ms_ssim_db
 
@@ -44,6 +44,37 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -
         written.append(write_bytes_atomic(out / "bdrate.md", format_bd_table(table, anchor).encode()))
     written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result)))
     return written
+
+
+def load_points(out_dir: str | Path, only: set[str] | None = None) -> BenchResult:
+    """The per-image points a report folder holds (of the images named in `only`, when given).
+
+    Long sweeps run as parts on disjoint image folders; reading the points back lets them be joined
+    (`join_results`) and reported as one run, averaged over every image.
+    """
+    path = Path(out_dir) / "per_image.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        images = [str(i) for i in doc["images"] if only is None or i in only]
+        points = [RDPoint(**row) for row in doc["points"] if row["image"] in images]
+    except OSError as exc:
+        raise WorkbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WorkbenchError(f"{path}: not a per-image file written by `workbench bench` ({exc})") from None
+    return BenchResult(images, points, list(dict.fromkeys(p.codec for p in points)))
+
+
+def join_results(parts: list[BenchResult]) -> BenchResult:
+    """One result from runs on disjoint images; an image in two parts would be counted twice, so it is refused."""
+    joined = BenchResult()
+    for part in parts:
+        repeated = set(joined.images) & set(part.images)
+        if repeated:
+            raise WorkbenchError(f"images in more than one part: {', '.join(sorted(repeated))}")
+        joined.images += part.images
+        joined.points += part.points
+    joined.codecs = list(dict.fromkeys(p.codec for p in joined.points))
+    return joined
 
 
 @dataclass(frozen=True)
