@@ -120,3 +120,22 @@ def test_png_helpers_and_listing(tmp_path, rgb):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="no image files"):
         list_images(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("codec, quality", [("learned", 4), ("jxl", 80)])
+def test_our_compressed_files_load_as_images(codec, quality):
+    """A .wbi or JPEG XL file that Pillow cannot read opens decoded, with a note saying so; a damaged
+    one is refused with the decoder's reason."""
+    from workbench.core.codecs.base import get_codec
+    from workbench.core.errors import CodecUnavailableError
+    try:
+        c = get_codec(codec)
+    except CodecUnavailableError as exc:
+        pytest.skip(str(exc))
+    rgb = (np.indices((32, 48, 3)).sum(0) * 7 % 256).astype(np.uint8)
+    data = c.encode(rgb, c.options(quality=quality))
+    loaded = load_image(data)
+    np.testing.assert_array_equal(loaded.rgb, c.decode(data))
+    assert loaded.notes[0].startswith("decoded with") and loaded.file_size == len(data)
+    with pytest.raises(ImageError, match="<bytes>: "):
+        load_image(data[: len(data) // 2])

@@ -23,7 +23,7 @@ from workbench.core.errors import ImageError
 # several times over as float32 planes on a 24 GiB machine.
 MAX_PIXELS = 1 << 28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pnm",
-                  ".gif", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl")
+                  ".gif", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl", ".bpg", ".wbi")
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,36 @@ def load_image(source: str | os.PathLike | bytes, *, alpha: str = "flatten",
             im = ImageOps.exif_transpose(im)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: not an image this program can read, or too large to decode safely") from None
+    except UnidentifiedImageError:
+        return _decode_compressed(data, name, max_pixels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: too large to decode safely") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     original_mode = im.mode
     rgb = _to_rgb(im, name, alpha, background, notes)
     return LoadedImage(rgb=rgb, source=name, format=fmt, file_size=len(data), original_mode=original_mode,
                        notes=tuple(notes))
+
+
+def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
+    """A file Pillow cannot read may still be one of our codecs' (a .wbi, JPEG XL, BPG): decoding it
+    shows what the file holds, so it can be inspected and compressed again like any image."""
+    from workbench.core.codecs.base import codec_for_bytes, decode_any
+    from workbench.core.errors import BitstreamError, CodecUnavailableError
+    try:
+        codec_for_bytes(data)
+    except BitstreamError:
+        raise ImageError(f"{name}: not an image this program can read") from None
+    try:
+        rgb, codec = decode_any(data)
+    except (BitstreamError, CodecUnavailableError) as exc:
+        raise ImageError(f"{name}: {exc}") from None
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is more than the "
+                         f"{max_pixels / 1e6:.0f} megapixel limit")
+    return LoadedImage(rgb=rgb, source=name, format=codec.name.upper(), file_size=len(data), original_mode="RGB",
+                       notes=(f"decoded with {codec.label}",))
 
 
 def _orientation(im: Image.Image) -> int | None:
