@@ -138,7 +138,10 @@ def rd_plot_png(result: BenchResult) -> bytes:
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+        else:               # MS-SSIM needs images of at least 161 px on each side
+            ax.text(0.5, 0.5, "not measured for these images", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(f"Rate-distortion, mean over {len(result.images)} image(s)")
     fig.tight_layout()
     buf = io.BytesIO()
