@@ -306,6 +306,11 @@ def test_learned_codec_shows_its_rate_estimate_and_exports_a_wbi(qtbot, window, 
     rgb, cls = decode_any((tmp_path / "out.wbi").read_bytes())
     assert cls.name == "learned" and np.array_equal(rgb, r.reconstruction)
     assert json.loads(written[1].read_text())["estimated_bpp"] == pytest.approx(r.estimated_bpp)
+    drop(window, [tmp_path / "out.wbi"])                 # the file opens again, decoded, as the original
+    qtbot.waitUntil(lambda: window.compare.image is not None and window.compare.image.format == "WBI",
+                    timeout=WAIT_MS)
+    assert np.array_equal(window.compare.image.rgb, r.reconstruction)
+    assert window.compare.left.metrics.value("size").endswith("bytes, WBI)")
     assert not window.errors
 
 

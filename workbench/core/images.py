@@ -124,7 +124,9 @@ def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     if rgb.shape[0] * rgb.shape[1] > max_pixels:
         raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is more than the "
                          f"{max_pixels / 1e6:.0f} megapixel limit")
-    return LoadedImage(rgb=rgb, source=name, format=codec.name.upper(), file_size=len(data), original_mode="RGB",
+    from workbench.core import container
+    fmt = "WBI" if container.sniff(data[:64]) else codec.name.upper()     # our container, else JXL, BPG
+    return LoadedImage(rgb=rgb, source=name, format=fmt, file_size=len(data), original_mode="RGB",
                        notes=(f"decoded with {codec.label}",))
 
 
