@@ -122,8 +122,9 @@ def test_png_helpers_and_listing(tmp_path, rgb):
         list_images(tmp_path / "empty")
 
 
-@pytest.mark.parametrize("codec, quality", [("learned", 4), ("jxl", 80)])
-def test_our_compressed_files_load_as_images(codec, quality):
+@pytest.mark.parametrize("codec, quality, maker", [("learned", 4, "the learned codec, model dct-hyperprior-mse"),
+                                                   ("jxl", 80, "JPEG XL (libjxl)")])
+def test_our_compressed_files_load_as_images(codec, quality, maker):
     """A .wbi or JPEG XL file that Pillow cannot read opens decoded, with a note saying so; a damaged
     one is refused with the decoder's reason."""
     from workbench.core.codecs.base import get_codec
@@ -136,6 +137,6 @@ def test_our_compressed_files_load_as_images(codec, quality):
     data = c.encode(rgb, c.options(quality=quality))
     loaded = load_image(data)
     np.testing.assert_array_equal(loaded.rgb, c.decode(data))
-    assert loaded.notes[0].startswith("decoded with") and loaded.file_size == len(data)
+    assert loaded.notes == (f"decoded with {maker}",) and loaded.file_size == len(data)
     with pytest.raises(ImageError, match="<bytes>: "):
         load_image(data[: len(data) // 2])

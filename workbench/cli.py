@@ -260,7 +260,7 @@ def cmd_decompress(args, rest) -> int:
         raise BitstreamError(f"{src}: {err}") from None
     dt = time.perf_counter() - t0
     save_png(rgb, args.output, protect=[src])
-    print(f"{args.output}: {rgb.shape[1]}x{rgb.shape[0]} decoded from {cls.label} in {dt * 1000:.0f} ms")
+    print(f"{args.output}: {rgb.shape[1]}x{rgb.shape[0]} decoded with {cls.file_label(data)} in {dt * 1000:.0f} ms")
     return 0
 
 

@@ -127,7 +127,7 @@ def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     from workbench.core import container
     fmt = "WBI" if container.sniff(data[:64]) else codec.name.upper()     # our container, else JXL, BPG
     return LoadedImage(rgb=rgb, source=name, format=fmt, file_size=len(data), original_mode="RGB",
-                       notes=(f"decoded with {codec.label}",))
+                       notes=(f"decoded with {codec.file_label(data)}",))
 
 
 def _orientation(im: Image.Image) -> int | None:

@@ -44,6 +44,12 @@ class ImageCodec:
     def options(cls, **values: Any) -> Any:
         return opt.build(cls.Options, values)
 
+    @classmethod
+    def file_label(cls, data: bytes) -> str:
+        """What made a file of this codec, for messages about decoding it (a codec whose files carry
+        more, such as the model, says so)."""
+        return cls.label
+
     def encode(self, rgb: np.ndarray, options: Any) -> bytes:
         raise NotImplementedError
 

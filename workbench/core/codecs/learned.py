@@ -9,6 +9,7 @@ import numpy as np
 
 from workbench.core import container
 from workbench.core.codecs.base import ImageCodec, register_codec
+from workbench.core.errors import BitstreamError
 from workbench.core.jobs import Job, run
 from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
 from workbench.core.options import option
@@ -68,6 +69,15 @@ class LearnedCodec(ImageCodec):
     def sniff(cls, head: bytes) -> bool:
         head, n = bytes(head), len(CODEC_ID)
         return container.sniff(head) and head[8:9 + n] == bytes([n]) + CODEC_ID.encode()
+
+    @classmethod
+    def file_label(cls, data: bytes) -> str:
+        """Files of every learned model share the codec id; the model the file names tells them apart."""
+        try:
+            model = container.unpack(data).params.get("model")
+        except BitstreamError:
+            return "the learned codec"
+        return f"the learned codec, model {model}"
 
     def encode(self, rgb: np.ndarray, options: LearnedOptions) -> bytes:
         return run(self.encode_job(rgb, options))
