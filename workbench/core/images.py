@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from workbench.core import container
 from workbench.core.atomic import write_bytes_atomic
-from workbench.core.errors import ImageError
+from workbench.core.errors import BitstreamError, CodecUnavailableError, ImageError
 
 # 2^28 pixels (16k x 16k) is far beyond any photo the codecs are meant for, and still fits in memory
 # several times over as float32 planes on a 24 GiB machine.
@@ -111,8 +112,7 @@ def load_image(source: str | os.PathLike | bytes, *, alpha: str = "flatten",
 def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     """A file Pillow cannot read may still be one of our codecs' (a .wbi, JPEG XL, BPG): decoding it
     shows what the file holds, so it can be inspected and compressed again like any image."""
-    from workbench.core.codecs.base import codec_for_bytes, decode_any
-    from workbench.core.errors import BitstreamError, CodecUnavailableError
+    from workbench.core.codecs.base import codec_for_bytes, decode_any    # codec modules import this one
     try:
         codec_for_bytes(data)
     except BitstreamError:
@@ -124,7 +124,6 @@ def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     if rgb.shape[0] * rgb.shape[1] > max_pixels:
         raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is more than the "
                          f"{max_pixels / 1e6:.0f} megapixel limit")
-    from workbench.core import container
     fmt = "WBI" if container.sniff(data[:64]) else codec.name.upper()     # our container, else JXL, BPG
     return LoadedImage(rgb=rgb, source=name, format=fmt, file_size=len(data), original_mode="RGB",
                        notes=(f"decoded with {codec.file_label(data)}",))

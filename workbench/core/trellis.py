@@ -194,7 +194,7 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
         # loop keeps only which arrival won (one byte per chain and state); the levels are looked up
         # along the winning path alone when backtracking.
         src_state = pred // 2
-        src_slot = quant.view(S)[pred // 2] * 2 + pred % 2
+        src_slot = quant.view(S)[src_state] * 2 + pred % 2
         s0, s1, slot0, slot1 = src_state[:, 0], src_state[:, 1], src_slot[:, 0], src_slot[:, 1]
         back_which = torch.empty((L, C, S), dtype=torch.bool, device=dev)
         for j in range(L):
