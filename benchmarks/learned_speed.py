@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workbench.core.codecs import get_codec  # noqa: E402
 from workbench.core.images import list_images, load_image  # noqa: E402
-from workbench.core.learned.models import build_model  # noqa: E402
+from workbench.core.learned.kinds import build_model  # noqa: E402
 from workbench.core.learned.weights import export_checkpoint  # noqa: E402
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from workbench.core import bdrate
 from workbench.core.compress import compress_image
 from workbench.core.images import list_images, load_image
-from workbench.core.learned import coding
+from workbench.core.learned.kinds import hyperprior as coding
 
 QUALITIES = (1, 3, 5, 7)
 

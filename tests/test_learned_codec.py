@@ -18,7 +18,7 @@ from workbench.core.compress import compress_image
 from workbench.core.entropy import CategoricalReader, CategoricalWriter
 from workbench.core.errors import BitstreamError
 from workbench.core.images import load_image
-from workbench.core.learned import coding, densities, quantizers
+from workbench.core.learned import densities, quantizers
 from workbench.core.learned.catalog import shipped_models
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS
 

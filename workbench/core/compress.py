@@ -71,15 +71,13 @@ def compress_image(rgb: np.ndarray, codec: str, options: Any = None, **values: A
 
 
 def compress_job(rgb: np.ndarray, codec: str, options: Any = None, **values: Any) -> Job[CompressResult]:
-    """`compress_image` as a job: a codec with an `encode_job` (the learned codec when it optimizes the
-    latents per image) reports its progress; every other codec encodes without events."""
+    """`compress_image` as a job: the learned codec reports progress while it optimizes the latents per
+    image; every other codec encodes without events."""
     impl = get_codec(codec)
     opts = options if options is not None else impl.options(**values)
     t0 = time.perf_counter()
-    if hasattr(impl, "encode_job"):
-        data = yield from impl.encode_job(rgb, opts)
-    else:
-        data = impl.encode(rgb, opts)
+    encoded = yield from impl.encode_job(rgb, opts)
+    data = encoded.data
     t1 = time.perf_counter()
     decoded = impl.decode(data)
     t2 = time.perf_counter()
@@ -88,7 +86,7 @@ def compress_job(rgb: np.ndarray, codec: str, options: Any = None, **values: Any
                          f"{rgb.shape[1]}x{rgb.shape[0]} input")
     return CompressResult(codec=codec, options=_plain(opts), data=data, reconstruction=decoded,
                           quality=Quality.measure(rgb, decoded), encode_s=t1 - t0, decode_s=t2 - t1,
-                          estimated_bits=getattr(impl, "last_estimated_bits", None))
+                          estimated_bits=encoded.estimated_bits)
 
 
 def _plain(opts: Any) -> dict[str, Any]:

@@ -15,7 +15,16 @@ import numpy as np
 
 from workbench.core import options as opt
 from workbench.core.errors import BitstreamError, CodecUnavailableError
+from workbench.core.jobs import Job
 from workbench.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What an encode produced: the file's bytes and, for a codec with a rate model (the learned
+    codecs), the model's own estimate of its size in bits, shown beside the real size, never instead."""
+    data: bytes
+    estimated_bits: float | None = None
 
 
 class ImageCodec:
@@ -52,6 +61,12 @@ class ImageCodec:
 
     def encode(self, rgb: np.ndarray, options: Any) -> bytes:
         raise NotImplementedError
+
+    def encode_job(self, rgb: np.ndarray, options: Any) -> Job[Encoded]:
+        """The encode as a job; a codec with long encoder work (learned latent optimization) reports
+        progress, the others finish without events."""
+        yield from ()
+        return Encoded(self.encode(rgb, options))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode to an (H, W, 3) uint8 array; raises BitstreamError for bad data."""

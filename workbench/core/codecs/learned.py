@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.core import container
-from workbench.core.codecs.base import ImageCodec, register_codec
+from workbench.core.codecs.base import Encoded, ImageCodec, register_codec
 from workbench.core.errors import BitstreamError
 from workbench.core.jobs import Job, run
 from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
@@ -55,9 +55,6 @@ class LearnedCodec(ImageCodec):
     sweep = (1, 2, 3, 4, 5, 6, 7, 8)
     quality_help = "Quality 1..8 picks the model's rate point; one model was trained for all of them."
 
-    def __init__(self) -> None:
-        self.last_estimated_bits: float | None = None
-
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         model = cls.Options().model
@@ -80,13 +77,12 @@ class LearnedCodec(ImageCodec):
         return f"the learned codec, model {model}"
 
     def encode(self, rgb: np.ndarray, options: LearnedOptions) -> bytes:
-        return run(self.encode_job(rgb, options))
+        return run(self.encode_job(rgb, options)).data
 
-    def encode_job(self, rgb: np.ndarray, options: LearnedOptions) -> Job[bytes]:
+    def encode_job(self, rgb: np.ndarray, options: LearnedOptions) -> Job[Encoded]:
         """Progress events while the latents are optimized (`options.optimize` steps), else none."""
         from workbench.core.learned.coding import encode_job
-        data, self.last_estimated_bits = yield from encode_job(rgb, options)
-        return data
+        return (yield from encode_job(rgb, options))
 
     def decode(self, data: bytes) -> np.ndarray:
         from workbench.core.learned.coding import decode_image

@@ -30,8 +30,9 @@ import torch
 from workbench.core.errors import OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
+from workbench.core.learned.kinds.hyperprior import step_scale
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE, apply_offsets, offset_slots
-from workbench.core.learned.models import interpolate_levels
+from workbench.core.learned.kinds import interpolate_levels
 from workbench.core.learned.train import distortion, save_checkpoint
 from workbench.core.learned.weights import load_codec_model
 from workbench.core.options import option
@@ -64,8 +65,8 @@ def trainable(name: str) -> bool:
 def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path) -> Job[Path]:
     """Yields Progress events (distortion, PSNR on training and held-out crops); returns `last.pt`."""
     cm = load_codec_model(opts.model)
-    if not cm.model.has_hyperprior:
-        raise OptionError("finetuning needs a hyperprior model (the latent quantizers act on y − μ)")
+    if not cm.model.supports_finetune:
+        raise OptionError(f"decoder finetuning is not available for the {cm.model.name} model")
     if opts.crop % cm.model.z_stride:
         raise OptionError(f"--crop must be a multiple of {cm.model.z_stride} for this model, got {opts.crop}")
     quantizer = LATENT_QUANTIZERS.get(opts.quantizer)()
@@ -158,17 +159,16 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
 def quantizer_decisions(cm, quantizer, x: torch.Tensor, quality: torch.Tensor) -> tuple:
     """What the coder decides for a batch at step 1: (μ, nominal x̂ in multiples of Δ, offset slots, Δ),
     the first three shaped like y (un-gained: ŷ times the inverse gain is what is synthesised)."""
-    from workbench.core.learned.coding import _hyper_params, latent_chains, step_scale
     model = cm.model
     g, _ = model.gains(quality)
-    y = (model.g_a(x) * g).double()
+    y = (model.analyse(x) * g).double()
     gz, _ = model.gains_z(quality)
     z_hat = torch.round(model.h_a(y.float()) * gz).double()
     means, xhat, slots = torch.empty_like(y), torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64)
     for i in range(x.shape[0]):
         q = quality[i:i + 1]
-        mu, scales = _hyper_params(cm, z_hat[i:i + 1], q)
-        u, levels, weights = latent_chains(cm, y[i:i + 1], mu, scales, q, quantizer.name, 1.0)
+        mu, scales = model.hyper_params(cm, z_hat[i:i + 1], q)
+        u, levels, weights = model.latent_chains(cm, y[i:i + 1], mu, scales, q, quantizer.name, 1.0)
         nominal, quant = quantizer.decide(u, levels, weights, cm)
         means[i] = mu[0]
         xhat[i] = torch.from_numpy(nominal).view(y.shape[1:])

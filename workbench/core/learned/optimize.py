@@ -23,7 +23,7 @@ import torch
 
 from workbench.core import metrics
 from workbench.core.jobs import Job, Progress
-from workbench.core.learned.models import MSE_LAMBDAS, interpolate_levels
+from workbench.core.learned.kinds.base import MSE_LAMBDAS, interpolate_levels
 from workbench.core.learned.quantizers import StraightThrough
 
 TAU_START = 0.5
@@ -60,10 +60,7 @@ def refine_latents(cm, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, qualit
     surrogate = SoftRounding(TAU_START, TAU_END, steps - 1)
     target = x.to(device)[..., :h, :w]
     q = quality.to(device)
-    with torch.no_grad():
-        _, g_inv = model.gains(q)
-        _, gz_inv = model.gains_z(q)
-    terms = lambda quantizer, step: _loss_terms(model, y, z, gz_inv, g_inv, target, quantizer, step, metric, h, w)
+    terms = lambda quantizer, step: _loss_terms(model, y, z, q, target, quantizer, step, metric, h, w)
     y = y.to(device, torch.float32).clone().requires_grad_(True)
     z = z.to(device, torch.float32).clone().requires_grad_(True)
     opt = torch.optim.Adam([y, z], lr=LEARNING_RATE)
@@ -127,17 +124,13 @@ class SoftRounding:
         return low + w
 
 
-def _loss_terms(model, y, z, gz_inv, g_inv, target, quantizer, step, metric, h, w) -> dict:
-    """Rate (bits) and distortion (the loss's units) of the latents under a surrogate, as in training
-    with zero-center quantization: y's offset comes from the residual y − μ, gradient-free."""
-    z_t = quantizer(z, step)
-    bits_z = -torch.log2(model.density_z.likelihood(z_t)).sum()
-    means, scales = model.entropy_params(z_t * gz_inv)
-    residual = quantizer(y - means, step)
-    bits_y = -torch.log2(model.gaussian.likelihood(residual, scales)).sum()
-    x_hat = model.synthesise((means + residual) * g_inv)[..., :h, :w]
+def _loss_terms(model, y, z, quality, target, quantizer, step, metric, h, w) -> dict:
+    """Rate (bits) and distortion (the loss's units) of the latents under a surrogate (the model kind's
+    `latent_terms`), the distortion measured on the real image size."""
+    bits, x_hat = model.latent_terms(y, z, quality, quantizer, step)
+    x_hat = x_hat[..., :h, :w]
     if metric == "mse":
         dist = (target - x_hat).pow(2).mean() * 255.0 ** 2
     else:
         dist = 1.0 - metrics.ms_ssim_torch(target * 255.0, x_hat.clamp(0, 1) * 255.0)[0]
-    return {"bits": bits_y + bits_z, "distortion": dist, "x_hat": x_hat}
+    return {"bits": bits, "distortion": dist, "x_hat": x_hat}

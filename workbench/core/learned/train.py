@@ -30,7 +30,7 @@ from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
 from workbench.core.learned.device import pick_device
-from workbench.core.learned.models import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, build_model, interpolate_levels
+from workbench.core.learned.kinds import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, interpolate_levels
 from workbench.core.learned.quantizers import StraightThrough, make_surrogate
 from workbench.core.options import option
 
@@ -38,7 +38,7 @@ from workbench.core.options import option
 @dataclass(frozen=True)
 class TrainOptions:
     model: str = option("dct-hyperprior", "architecture",
-                        choices=("dct-hyperprior", "hyperprior", "factorized", "dct-shvq"))
+                        choices=tuple(MODELS.names()))
     channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
     latent_channels: int = option(192, "channels of the latent y (M; the DCT model needs 192)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))
@@ -87,7 +87,6 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         raise OptionError(f"--crop must be a multiple of {stride} for the {opts.model} model, got {opts.crop}")
     lambdas = torch.tensor(opts.lambda_values(), dtype=torch.float64)
     levels = len(lambdas)
-    MODELS.get(opts.model)
     surrogate = make_surrogate(opts.quantizer, **(surrogate_options or {}))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -112,11 +111,8 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
     val = (val.float() / 255.0).to(device)
 
     torch.manual_seed(opts.seed + rank)
-    config = {"n": opts.channels, "m": opts.latent_channels, "levels": levels, "scale_bound": opts.scale_bound}
-    if opts.model == "dct-shvq":
-        config.update(dim=opts.vq_dim, centers=opts.vq_centers, vq_options=opts.vq_options,
-                      lambdas=lambdas.tolist())
-    model = build_model(opts.model, **config).to(device)
+    kind = MODELS.get(opts.model)
+    model = kind(**kind.training_config(opts, lambdas.tolist())).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     step = 0
     last = out_dir / "last.pt"
@@ -128,10 +124,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         step = int(state["step"])
     elif opts.init:
         init = torch.load(opts.init, map_location=device, weights_only=True)
-        if hasattr(model, "load_init"):     # takes what fits from another architecture's checkpoint
-            model.load_init(init, lambdas.tolist())
-        else:
-            model.load_state_dict(init["model"] if "model" in init else init)
+        model.load_init(init, lambdas.tolist())     # takes what fits, e.g. from another architecture
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -149,9 +142,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         for group in optimizer.param_groups:
             group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
         x = next(stream).to(device)
-        quality = 1 + torch.rand(x.shape[0], generator=gen) * (levels - 1)
-        if getattr(model, "integer_levels", False):
-            quality = torch.randint(1, levels + 1, (x.shape[0],), generator=gen).to(quality.dtype)
+        quality = model.training_qualities(x.shape[0], gen)
         lam = torch.exp(interpolate_levels(torch.log(lambdas), quality)).to(device=device, dtype=torch.float32)
         quality = quality.to(device)
         model.train()
@@ -181,8 +172,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         if window:
             metrics_now["psnr"] = 10 * math.log10(1.0 / max(metrics_now["mse"], 1e-12))
         metrics_now["skipped_steps"] = skipped
-        if hasattr(model, "progress_metrics"):       # e.g. SHVQ's σ and soft–hard gap
-            metrics_now.update(model.progress_metrics())
+        metrics_now.update(model.progress_metrics())       # e.g. SHVQ's σ and soft–hard gap
         tau = surrogate.temperature(step)
         if tau is not None:
             metrics_now["temperature"] = tau
@@ -213,8 +203,7 @@ def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: 
     for level in range(1, levels + 1):
         q = torch.full((val.shape[0],), float(level), device=val.device)
         for kind, quant, hard in (("soft", surrogate, False), ("hard", hard_q, True)):
-            r = model(val, q, quant, step, opts.zero_center, **({"hard": hard} if
-                      model.has_hyperprior or getattr(model, "vector_quantized", False) else {}))
+            r = model(val, q, quant, step, opts.zero_center, hard=hard)
             x_hat = r.x_hat.clamp(0, 1)
             sums[f"val_bpp_{kind}"] += float(((r.bits_y + r.bits_z) / pixels).mean())
             mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)

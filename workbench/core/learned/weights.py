@@ -26,25 +26,33 @@ from safetensors.torch import save as st_save
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
+from workbench.core.jobs import Job
 from workbench.core.learned.catalog import MODEL_DIR, shipped_models
-from workbench.core.learned.densities import FactorizedDensity, gaussian_tables, trellis_tables
+from workbench.core.learned.kinds import MODELS, Encoded, TransformCodingModel
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
-from workbench.core.learned.models import MODELS, TransformCodingModel
 
 MAX_MODEL_BYTES = 200 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class CodecModel:
+    """A loaded model file: the network of its kind, its stored tables, its hash. Coding goes through
+    the kind (`compress`/`decompress`), which reads what it needs from here."""
     name: str
     model: TransformCodingModel          # float32, eval mode, CPU
-    hyper_tables: tuple[CategoricalTable, ...]     # z (hyperprior) or y (factorized), one per channel
-    gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior only)
+    hyper_tables: tuple[CategoricalTable, ...]     # z (hyperprior), y (factorized) or indices (SHVQ)
+    gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior kinds only)
     trellis: tuple[tuple[CategoricalTable, ...], ...] | None   # (Q0, Q1) per scale-grid level, or None
     sha256: bytes
     info: dict
-    h_s64: torch.nn.Module | None    # float64 copy of the hyper-synthesis: what decides the symbols
+    exact: torch.nn.Module    # float64 copies of the kind's `symbol_modules`: what decides the symbols
     offsets: dict[str, np.ndarray] = field(default_factory=dict)   # latent quantizer → reconstruction offsets
+
+    def compress(self, rgb: np.ndarray, options) -> Job[Encoded]:
+        return self.model.compress(self, rgb, options)
+
+    def decompress(self, c) -> np.ndarray:
+        return self.model.decompress(self, c)
 
 
 def _pack_tables(tables: list[CategoricalTable], prefix: str) -> dict[str, torch.Tensor]:
@@ -75,16 +83,8 @@ def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> 
     half = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.to(torch.float32) for k, v in half.items()})
     tensors = {f"weights.{k}": v.contiguous() for k, v in half.items()}
-    if hasattr(model, "coding_tables"):     # e.g. SHVQ: one table per (level, channel) over center indices
-        tensors.update(_pack_tables(model.coding_tables(), "tables.hyper"))
-    else:
-        density: FactorizedDensity = model.density_z if model.has_hyperprior else model.density_y
-        tensors.update(_pack_tables(density.tables(), "tables.hyper"))
-    if model.has_hyperprior:
-        tensors.update(_pack_tables(gaussian_tables(), "tables.gaussian"))
-        q0, q1 = trellis_tables()
-        tensors.update(_pack_tables(q0, "tables.tcq0"))
-        tensors.update(_pack_tables(q1, "tables.tcq1"))
+    for prefix, tables in model.coding_tables().items():
+        tensors.update(_pack_tables(tables, prefix))
     for quantizer, table in state.get("offsets", {}).items():     # learned by `workbench finetune`
         tensors[f"offsets.{quantizer}"] = table.to(torch.float32).reshape(OFFSET_SHAPE).contiguous()
     meta = {
@@ -119,10 +119,13 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
         header_len = int.from_bytes(raw[:8], "little")
         meta = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
         model = MODELS.get(meta["architecture"])(**json.loads(meta["config"]))
+        missing = [name for name in model.stored_tables if f"{name}.freqs" not in tensors]
+        if missing:
+            raise ValueError(f"coding tables {', '.join(missing)} are missing")
         model.load_state_dict({k[len("weights."):]: v.to(torch.float32) for k, v in tensors.items()
                                if k.startswith("weights.")})
         hyper = _unpack_tables(tensors, "tables.hyper")
-        gauss = _unpack_tables(tensors, "tables.gaussian") if model.has_hyperprior else ()
+        gauss = _unpack_tables(tensors, "tables.gaussian") if "tables.gaussian.freqs" in tensors else ()
         tcq = (_unpack_tables(tensors, "tables.tcq0"), _unpack_tables(tensors, "tables.tcq1")) \
             if "tables.tcq0.freqs" in tensors else None
         offsets = _unpack_offsets(tensors)
@@ -132,8 +135,9 @@ def _load_cached(path: str, mtime_ns: int) -> CodecModel:
     for p in model.parameters():
         p.requires_grad_(False)
     info = {k: v for k, v in meta.items() if k != "recipe"}
-    h_s64 = copy.deepcopy(model.h_s).to(torch.float64).eval() if model.has_hyperprior else None
-    return CodecModel(Path(path).stem, model, hyper, gauss, tcq, hashlib.sha256(raw).digest(), info, h_s64,
+    exact = torch.nn.ModuleDict({name: copy.deepcopy(getattr(model, name)).to(torch.float64).eval()
+                                 for name in model.symbol_modules})
+    return CodecModel(Path(path).stem, model, hyper, gauss, tcq, hashlib.sha256(raw).digest(), info, exact,
                       offsets)
 
 

@@ -1,4 +1,4 @@
-"""`dct-shvq`: the DCT codec with soft-to-hard vector quantization instead of a hyperprior.
+"""The `dct-shvq` kind: the DCT codec with soft-to-hard vector quantization instead of a hyperprior.
 
 Why this pairing: the block DCT is lossless from the first step, so what training learns here is
 the quantizer itself — per-level gains (quantization matrices), per-(level, coefficient) codebooks
@@ -10,6 +10,15 @@ histograms are the whole entropy model, so the rate is what a JPEG-like coder wi
 would spend.
 
 The scalar surrogate that `workbench train` passes in is ignored; quality levels are integers.
+
+Bitstream (container codec id "learned", parameters {model, quality, step}, the model file's SHA-256,
+shapes[0] = (height, width, 3)): one range-coded stream holding, per latent channel in order, the
+center index of every vector of that channel (vectors in raster order) under that (level, channel)'s
+integer table from the model file. The only decision the encoder makes is which index to send
+(nearest center, in float64 on the CPU), and the decoder never recomputes it — it looks the centers
+up; the tables are integers stored at export, so decoding is bit-exact everywhere. Each level has its
+own histograms and codebooks, so there is nothing to interpolate, and a codebook has no step: only
+integer qualities and Δ = 1 are accepted.
 """
 
 from __future__ import annotations
@@ -19,8 +28,13 @@ import json
 import numpy as np
 import torch
 
-from workbench.core.errors import OptionError
-from workbench.core.learned.models import (MODELS, ForwardResult, TransformCodingModel, _BlockDCT, _PostFilter)
+from workbench.core.entropy import CategoricalReader, CategoricalWriter
+from workbench.core.errors import BitstreamError, OptionError
+from workbench.core.images import check_rgb
+from workbench.core.learned.device import pick_device
+from workbench.core.learned.kinds.base import (MODELS, Encoded, ForwardResult, TransformCodingModel, file_parameters,
+                                               pack_image, padded, synthesise_pixels, to_tensor)
+from workbench.core.learned.kinds.dct import BlockDCT, PostFilter
 from workbench.core.learned.shvq import SHVQOptions, SoftToHardVQ
 from workbench.core.options import build
 
@@ -57,9 +71,6 @@ class DCTSoftToHardVQ(TransformCodingModel):
 
     name = "dct-shvq"
     label = "DCT with soft-to-hard vector quantization"
-    has_hyperprior = False
-    vector_quantized = True      # coded by coding_shvq: center indices under per-(level, channel) tables
-    integer_levels = True        # histograms exist per level only
     y_stride = 8
     z_stride = 16                # 2×2 blocks of 8×8 blocks; the scalar model pads to 8 (instance value)
 
@@ -75,7 +86,7 @@ class DCTSoftToHardVQ(TransformCodingModel):
         self.lambdas = tuple(float(v) for v in lambdas)
         self.dim = opts.dim
         self.z_stride = 8 * (2 if opts.dim == 4 else 1)
-        self.post = _PostFilter()
+        self.post = PostFilter()
         ramp = torch.linspace(1.6, 4.0, levels).view(levels, 1) if levels > 1 else torch.full((1, 1), 2.8)
         with torch.no_grad():
             self.log_gain.copy_(ramp.repeat(1, m))
@@ -83,7 +94,7 @@ class DCTSoftToHardVQ(TransformCodingModel):
         self.vq = SoftToHardVQ(levels, m, opts)
 
     def build_transforms(self, n: int, m: int):
-        return _BlockDCT(inverse=False), _BlockDCT(inverse=True)
+        return BlockDCT(inverse=False), BlockDCT(inverse=True)
 
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.post(self.g_s(y_hat))
@@ -132,11 +143,20 @@ class DCTSoftToHardVQ(TransformCodingModel):
         self.vq.initialise(torch.stack(samples), torch.Generator().manual_seed(0), weight)
 
     # --- what training and export ask of a vector-quantized model --------------------------------
+    @classmethod
+    def training_config(cls, opts, lambdas: list[float]) -> dict:
+        return {**super().training_config(opts, lambdas), "dim": opts.vq_dim, "centers": opts.vq_centers,
+                "vq_options": opts.vq_options, "lambdas": lambdas}
+
+    def training_qualities(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Integer qualities: histograms and codebooks exist per level only."""
+        return torch.randint(1, self.levels + 1, (batch,), generator=generator).float()
+
     def progress_metrics(self) -> dict:
         return {"sigma": float(self.vq.sigma), "gap": float(self.vq.gap), "gap_target": self.vq.last_target}
 
     def coding_tables(self):
-        return self.vq.tables()
+        return {"tables.hyper": self.vq.tables()}
 
     def load_init(self, checkpoint: dict, lambdas) -> list[str]:
         """Start from another model's checkpoint (e.g. the DCT hyperprior): every tensor with the same
@@ -156,3 +176,58 @@ class DCTSoftToHardVQ(TransformCodingModel):
                 loaded[key] = torch.tensor(rows, dtype=own[key].dtype)
         self.load_state_dict(loaded, strict=False)
         return sorted(loaded)
+
+    # --- coding --------------------------------------------------------------------------------
+    def _level(self, quality: float) -> int:
+        if quality != int(quality) or not 1 <= quality <= self.levels:
+            raise OptionError(f"this vector-quantized model has integer qualities 1..{self.levels} only (one set "
+                              f"of histograms per level), got {quality:g}")
+        return int(quality) - 1
+
+    def _tables(self, cm, level: int):
+        if len(cm.hyper_tables) != self.levels * self.m:
+            raise BitstreamError("the model file's index tables do not match its architecture")
+        return cm.hyper_tables[level * self.m:(level + 1) * self.m]
+
+    def compress(self, cm, rgb, options):
+        """Its estimate is the ideal code length of the indices under the stored tables."""
+        yield from ()      # a job like every kind's compress, with nothing to report
+        self.check_tools(options)
+        rgb = check_rgb(rgb)
+        level = self._level(float(options.quality))
+        if float(options.step) != 1.0:
+            raise OptionError("a vector-quantized model has no quantization step; use step 1")
+        h, w = rgb.shape[:2]
+        device = pick_device(options.device)
+        x = to_tensor(rgb, self.z_stride)
+        with torch.no_grad():
+            try:
+                coeffs = self.to(device).analyse(x.to(device)).to("cpu", torch.float64)
+            finally:
+                self.to("cpu")
+            g = torch.exp(self.log_gain[level].to(torch.float64))[None, :, None, None]
+            indices = self.vq.nearest(to_vectors(coeffs * g, self.dim), torch.tensor([level]))[0]     # (C, V)
+        writer = CategoricalWriter()
+        bits = 0.0
+        for ch, table in enumerate(self._tables(cm, level)):
+            sym = indices[ch].numpy()
+            writer.write(sym, table)
+            bits -= float(np.log2(table.probabilities[sym]).sum())
+        params = {"model": cm.name, "quality": float(level + 1), "step": 1.0}
+        return Encoded(pack_image(cm, params, (h, w), [writer.finish()]), bits)
+
+    def decompress(self, cm, c):
+        quality, step, _ = file_parameters(c, streams=1)
+        if quality != int(quality) or not 1 <= quality <= self.levels or step != 1.0:
+            raise BitstreamError("learned-codec parameters are out of range for a vector-quantized model")
+        level = int(quality) - 1
+        h, w = c.shapes[0][:2]
+        hp, wp = padded(h, self.z_stride) // self.y_stride, padded(w, self.z_stride) // self.y_stride
+        reader = CategoricalReader(c.streams[0])
+        indices = torch.from_numpy(np.stack([reader.read(t, hp * wp // self.dim).astype(np.int64)
+                                             for t in self._tables(cm, level)]))
+        reader.finish()
+        with torch.no_grad():
+            y_hat = from_vectors(self.vq.lookup(indices[None], torch.tensor([level])), self.dim, hp, wp)
+        g_inv = torch.exp(self.log_inv_gain[level].to(torch.float64))[None, :, None, None]
+        return synthesise_pixels(self, y_hat.to(torch.float64), g_inv, (h, w))

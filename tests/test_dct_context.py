@@ -1,0 +1,96 @@
+"""The dct-context kind: starts as the DCT model it is initialised from, codes its groups in order, and
+decodes what the encoder reconstructed, with every latent quantizer."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.core.compress import compress_image
+from workbench.core.errors import OptionError
+from workbench.core.images import load_image
+from workbench.core.jobs import run
+from workbench.core.learned.kinds import build_model
+from workbench.core.learned.kinds.dct_context import band_channels
+from workbench.core.learned.quantizers import StraightThrough
+from workbench.core.learned.train import TrainOptions, save_checkpoint, train_job
+from workbench.core.learned.weights import export_checkpoint, load_codec_model
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_groups_cover_every_channel_once_in_frequency_order():
+    groups = band_channels()
+    flat = [c for g in groups for c in g]
+    assert sorted(flat) == list(range(192)) and groups[0] == [0, 64, 128]   # the three DC coefficients first
+
+
+def test_starts_as_the_dct_model_it_is_initialised_from():
+    torch.manual_seed(0)
+    base = build_model("dct-hyperprior", n=8)
+    model = build_model("dct-context", n=8)
+    assert set(model.load_init({"model": base.state_dict()}, None)) == set(base.state_dict())
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([1.5, 7.0])
+    with torch.no_grad():
+        a, b = base(x, q, StraightThrough(), 0, hard=True), model(x, q, StraightThrough(), 0, hard=True)
+    assert torch.equal(a.x_hat, b.x_hat) and torch.allclose(a.bits_y, b.bits_y, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def context_model(tmp_path_factory):
+    """A tiny trained dct-context model whose context networks really move the means and scales."""
+    tmp = tmp_path_factory.mktemp("ctx")
+    images = tmp / "images"
+    images.mkdir()
+    shutil.copy(DATA / "chapel_192x176.png", images / "a.png")
+    shutil.copy(DATA.parents[1] / "resources" / "samples" / "endeavour.png", images / "b.png")
+    opts = TrainOptions(model="dct-context", channels=8, steps=2, batch=2, crop=64, crops_per_image=2,
+                        validate_every=2, checkpoint_every=2, lambdas="0.01,0.05")
+    last = run(train_job(opts, [images], tmp / "run"))
+    state = torch.load(last, weights_only=True)
+    model = build_model("dct-context", n=8, levels=2)
+    model.load_state_dict(state["model"])
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for net in model.context:
+            last_conv = net.body[-1]
+            last_conv.weight.copy_(0.02 * torch.randn(last_conv.weight.shape, generator=g))
+    save_checkpoint(last, model, torch.optim.Adam(model.parameters()), 2, {"metric": "mse", "lambda_values": [0.01, 0.05]})
+    return export_checkpoint(last, tmp / "ctx.safetensors", "test")
+
+
+@pytest.mark.parametrize("quantizer", ["round", "rdoq", "tcq8"])
+def test_round_trip_matches_the_encoders_reconstruction(context_model, quantizer):
+    rgb = load_image(DATA / "chapel_192x176.png").rgb[:72, :88]
+    r = compress_image(rgb, "learned", model=str(context_model), quality=1.5, quantizer=quantizer)
+    assert r.reconstruction.shape == rgb.shape and r.estimated_bits is not None
+    assert abs(len(r.data) * 8 / r.estimated_bits - 1) < 0.5
+    # The decoder's pixels are the same whichever torch thread count the caller set.
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        from workbench.core.codecs import get_codec
+        assert np.array_equal(get_codec("learned").decode(r.data), r.reconstruction)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_context_changes_the_entropy_parameters(context_model):
+    cm = load_codec_model(str(context_model))
+    model = cm.model
+    y = torch.randn(1, 192, 4, 4, dtype=torch.float64)
+    means, scales = torch.zeros_like(y), torch.ones_like(y)
+    g = torch.ones(1, 192, 1, 1, dtype=torch.float64)
+    mu, sigma = model._exact_group(cm, 1, [y[:, band_channels()[0]]], means, scales, g)
+    assert not torch.equal(mu, means[:, band_channels()[1]]) and not torch.equal(sigma, scales[:, band_channels()[1]])
+
+
+def test_tools_the_kind_does_not_offer_are_refused(context_model, tmp_path):
+    from workbench.core.learned.finetune import FinetuneOptions, finetune_job
+    with pytest.raises(OptionError, match="finetuning is not available"):
+        run(finetune_job(FinetuneOptions(model=str(context_model), steps=1), [DATA], tmp_path / "ft"))
+    rgb = load_image(DATA / "chapel_192x176.png").rgb[:64, :64]
+    r = compress_image(rgb, "learned", model=str(context_model), quality=1, optimize=2)
+    assert r.reconstruction.shape == rgb.shape
