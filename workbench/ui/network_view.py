@@ -430,9 +430,9 @@ class NetworkView(QWidget):
 
     def _io_finished(self, value: Any) -> None:
         done, self._io_done = self._io_done, None
-        self._update_enabled()
         if done is not None:
             done(value)
+        self._update_enabled()       # after `done`: it is what stores a loaded network (enabling Compress)
 
     def _io_failed(self, message: str) -> None:
         self._io_done = None
