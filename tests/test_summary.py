@@ -43,19 +43,23 @@ def test_quality_phrase_and_sizes():
 def test_the_issue_example_for_two_single_points():
     left, right = m("JPEG", 10_000, 33.0), m("WebP", 6_200, 31.8)
     assert point_sentence(left, right) == \
-        "The right image (WebP) is 38 % smaller than the left (JPEG) and 1.2 dB worse in PSNR."
+        "The right image (WebP) is 38 % smaller than the left (JPEG) and visibly worse: 1.2 dB lower in PSNR."
 
 
 def test_both_metrics_agreeing_disagreeing_and_equal_size():
     left = m("JPEG", 10_000, 33.0, 15.0, setting="quality 50")
     worse = m("WebP", 6_200, 31.8, 14.5, setting="quality 40")
-    assert point_sentence(left, worse).endswith("and worse: 1.2 dB lower in PSNR, 0.5 dB lower in MS-SSIM.")
+    assert point_sentence(left, worse).endswith("and visibly worse: 1.2 dB lower in PSNR, 0.5 dB lower in MS-SSIM.")
     mixed = m("WebP", 6_200, 31.8, 15.4)
-    assert "1.2 dB worse in PSNR but 0.4 dB better in MS-SSIM" in point_sentence(left, mixed)
+    assert "visibly worse in PSNR (1.2 dB lower) but 0.4 dB better in MS-SSIM" in point_sentence(left, mixed)
+    # the verdict's thresholds (summary.ABOUT_SAME_DB, VISIBLE_DB)
+    assert point_sentence(left, m("WebP", 6_200, 32.5, 15.0)).endswith(
+        "and slightly worse: 0.5 dB lower in PSNR, equal in MS-SSIM.")
+    assert point_sentence(left, m("WebP", 6_200, 33.2)).endswith("and about the same: 0.2 dB higher in PSNR.")
     same_size = m("HEVC", 10_200, 37.9, 16.6, setting="quality 29")
     assert point_sentence(left, same_size) == (
         "At about the same size (10.1 kB), compared with the left image (JPEG, quality 50), the right image "
-        "(HEVC, quality 29) is better: 4.9 dB higher in PSNR, 1.6 dB higher in MS-SSIM.")
+        "(HEVC, quality 29) is visibly better: 4.9 dB higher in PSNR, 1.6 dB higher in MS-SSIM.")
 
 
 def test_against_the_original_and_lossless():

@@ -45,3 +45,161 @@ def test_compress_is_enabled_as_soon_as_a_checkpoint_has_opened(qtbot, net_view,
     with qtbot.waitSignal(net_view.compressed, timeout=WAIT_MS):
         net_view.compress_button.click()
     assert net_view.result is not None
+
+
+# ----- the Compare tab
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch, errors):
+    from workbench.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    w.errors = errors
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    yield w
+    w.compare.shutdown()
+    w.worker.shutdown()
+
+
+def choose(panel, codec, **values):
+    panel.combo.setCurrentIndex(panel.combo.findData(codec))
+    for name, value in values.items():
+        editor = panel._editors[name]
+        if hasattr(editor, "combo"):
+            editor.combo.setCurrentIndex(editor.combo.findData(value))
+        else:
+            editor.spin.setValue(value)
+
+
+def wait_encoded(qtbot, window, *sides):
+    sides = sides or ("left", "right")
+    qtbot.waitUntil(lambda: not window.worker.is_pending("load") and window.compare.image is not None and all(
+        not window.worker.is_pending(s) and (window.compare.side(s).result is not None
+                                             or window.compare.side(s).selection.codec is None) for s in sides),
+        timeout=WAIT_MS)
+
+
+def open_chapel(qtbot, window, left=None, right=("jpeg", {"quality": 50})):
+    assert window.open_paths([CHAPEL])
+    qtbot.waitUntil(lambda: window.compare.image is not None, timeout=WAIT_MS)
+    for side, choice in (("left", left), ("right", right)):
+        if choice is not None:
+            choose(window.compare.side(side).panel, choice[0], **choice[1])
+    wait_encoded(qtbot, window)
+
+
+def test_a_result_being_replaced_or_that_failed_is_marked_old(qtbot, window, monkeypatch):
+    from workbench.core.errors import WorkbenchError
+    from workbench.ui import compare_view
+
+    open_chapel(qtbot, window)
+    compare, right = window.compare, window.compare.right
+    caption = compare.view.caption(1)
+    assert caption.startswith("JPEG · quality 50") and compare.view.mark(1) == "" and not right.metrics.is_stale()
+    choose(right.panel, "jpeg", quality=20)                 # the encode runs; the old picture is still shown
+    assert compare.view.caption(1) == caption and compare.view.mark(1).startswith("Old picture")
+    assert right.metrics.is_stale() and "previous settings" in right.metrics.status.text()
+    assert compare.summary_text().startswith("Waiting")
+    wait_encoded(qtbot, window, "right")
+    assert compare.view.caption(1).startswith("JPEG · quality 20") and compare.view.mark(1) == ""
+    assert not right.metrics.is_stale()
+
+    def broken(*args):
+        raise WorkbenchError("the encoder ran out of patience")
+    monkeypatch.setattr(compare_view, "_compress", broken)
+    choose(right.panel, "jpeg", quality=30)
+    qtbot.waitUntil(lambda: right.failed, timeout=WAIT_MS)
+    assert compare.view.caption(1).startswith("JPEG · quality 20")      # the old picture stays, marked failed
+    assert compare.view.mark(1) == "Old picture: the new settings failed"
+    assert right.metrics.value("size") == "–" and "ran out of patience" in right.metrics.status.text()
+    assert compare.summary_text().startswith("No comparison")
+
+
+def test_every_label_names_the_learned_model(qtbot, window):
+    open_chapel(qtbot, window, left=("learned", {"quality": 2}), right=("learned-msssim", {"quality": 2}))
+    compare = window.compare
+    assert compare.view.caption(0).startswith("Learned — dct-hyperprior-mse (PSNR) · quality 2 · ")
+    assert compare.view.caption(1).startswith("Learned — dct-hyperprior-msssim (MS-SSIM) · quality 2 · ")
+    text = compare.summary_text()
+    assert "(Learned — dct-hyperprior-msssim (MS-SSIM), quality 2)" in text
+    assert "(Learned — dct-hyperprior-mse (PSNR), quality 2)" in text
+
+
+def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from workbench.core.learned.catalog import MODEL_DIR, models_file
+    from workbench.ui.codec_panel import OPEN_MODEL, ModelEditor
+
+    open_chapel(qtbot, window, right=("learned", {"quality": 1}))
+    right = window.compare.right
+    editor = right.panel._editors["model"]
+    assert isinstance(editor, ModelEditor)
+    combo = editor.combo
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items[-1] == OPEN_MODEL and "dct-hyperprior-msssim (MS-SSIM)" in items
+    assert combo.currentText() == "dct-hyperprior-mse (PSNR)"
+    # a model file of our own kind, opened from anywhere: remembered by path, not copied
+    mine = tmp_path / "models" / "mine.safetensors"
+    mine.parent.mkdir()
+    shutil.copyfile(MODEL_DIR / "dct-hyperprior-msssim.safetensors", mine)
+    asked = []
+
+    def dialog(parent, title, folder, filters):
+        asked.append(filters)
+        return str(mine), ""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", dialog)
+    combo.activated.emit(combo.count() - 1)
+    assert "*.safetensors" in asked[0] and "*.pth.tar" in asked[0] and "*.pth" in asked[0] and "*.pt" in asked[0]
+    assert right.selection.options.model == str(mine.resolve())
+    wait_encoded(qtbot, window, "right")
+    assert window.compare.view.caption(1).startswith("Learned — mine.safetensors (MS-SSIM) · quality 1")
+    assert json.loads(models_file().read_text())["models"] == [str(mine.resolve())]
+    assert not any(p.name == "mine.safetensors" for p in MODEL_DIR.iterdir())
+    # the next panel offers it without asking
+    fresh = ModelEditor(editor.spec)
+    assert fresh.combo.findData(str(mine.resolve())) >= 0
+    # a file that is not a model: the encode says why, beside the old picture
+    junk = tmp_path / "junk.pth.tar"
+    junk.write_bytes(b"not a checkpoint at all")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (str(junk), ""))
+    combo.activated.emit(combo.count() - 1)
+    qtbot.waitUntil(lambda: right.failed, timeout=WAIT_MS)
+    assert right.metrics.status.text().startswith("Encoding failed: ")
+    assert "internal error" not in right.metrics.status.text()
+    assert window.compare.view.mark(1) == "Old picture: the new settings failed"
+
+
+def test_plain_words_for_quantizers_heat_map_and_the_verdict(qtbot, window):
+    from workbench.core import summary
+    from workbench.ui.compare_view import legend_labels
+
+    open_chapel(qtbot, window, left=("jpeg", {"quality": 20}), right=("learned", {"quality": 1}))
+    combo = window.compare.right.panel._editors["quantizer"].combo
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert texts[0] == "Plain rounding (fastest)" and "Trellis search, 8 states (smallest files, slowest)" in texts
+    assert not {"round", "rdoq", "tcq4", "tcq8"} & set(texts)
+    assert [combo.itemData(i) for i in range(combo.count())] == ["round", "rdoq", "tcq4", "tcq8"]
+    # the sentence judges the quality difference, with the thresholds on its tooltip and in Help
+    text = window.compare.summary_text()
+    assert any(w in text for w in ("visibly better", "visibly worse", "slightly better", "slightly worse",
+                                   "about the same")), text
+    assert f"{summary.ABOUT_SAME_DB:g} dB" in window.compare.summary.toolTip()
+    assert legend_labels(19) == ("identical", "off by 7.5 % or more")
+    assert legend_labels(64) == ("identical", "off by 25 % or more")
+
+
+def test_plot_axes_show_plain_numbers(qtbot):
+    import pyqtgraph as pg
+
+    from workbench.ui.live_curves import style_plot_widget
+
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    style_plot_widget(w, w.palette())
+    w.getPlotItem().setLabel("left", "learning rate")
+    axis = w.getPlotItem().getAxis("left")
+    axis.setRange(0.0001, 0.0003)             # pyqtgraph would add "(x1e-06)" to the label
+    assert "(x" not in axis.labelString() and "learning rate" in axis.labelString()

@@ -16,11 +16,18 @@ from workbench.core.errors import OptionError
 
 
 def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
-           choices: tuple | None = None, label: str | None = None, step: float | None = None) -> Any:
-    """A dataclass field carrying the metadata the front ends need."""
+           choices: tuple | None = None, label: str | None = None, step: float | None = None,
+           choice_labels: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying the metadata the front ends need.
+
+    `choice_labels` are plain words for `choices`, one each, for people who do not know the values'
+    names ("Trellis search, 8 states" for "tcq8"); the CLI keeps the short values.
+    """
+    if choice_labels is not None and (choices is None or len(choice_labels) != len(choices)):
+        raise ValueError("choice_labels needs one label per choice")
     return field(default=default, metadata={
         "help": help, "minimum": minimum, "maximum": maximum, "choices": choices,
-        "label": label, "step": step,
+        "label": label, "step": step, "choice_labels": choice_labels,
     })
 
 
@@ -35,6 +42,7 @@ class OptionSpec:
     choices: tuple | None = None
     label: str | None = None
     step: float | None = None
+    choice_labels: tuple[str, ...] | None = None
 
     @property
     def title(self) -> str:
@@ -69,7 +77,8 @@ def specs(options_cls: type) -> list[OptionSpec]:
         md = f.metadata
         out.append(OptionSpec(name=f.name, type=hints[f.name], default=f.default, help=md.get("help", ""),
                               minimum=md.get("minimum"), maximum=md.get("maximum"), choices=md.get("choices"),
-                              label=md.get("label"), step=md.get("step")))
+                              label=md.get("label"), step=md.get("step"),
+                              choice_labels=md.get("choice_labels")))
     return out
 
 

@@ -42,6 +42,17 @@ GLOSSARY: dict[str, str] = {
 SAME_SIZE = 0.03
 #: Quality differences below this many dB are "the same quality".
 SAME_DB = 0.05
+#: The verdict on a PSNR difference, in words a newcomer can act on: under ABOUT_SAME_DB the two images
+#: are "about the same", from VISIBLE_DB on one is "visibly" better, in between "slightly". These are the
+#: workbench's conventions, not a perception study: codec comparisons commonly treat a few tenths of a dB
+#: as noise between neighbouring settings and a full dB as a difference people can point at when the two
+#: images are viewed side by side at 100 %. The help page quotes them.
+ABOUT_SAME_DB = 0.3
+VISIBLE_DB = 1.0
+GLOSSARY["verdict"] = (f"The sentence under the picture judges quality by the PSNR difference: under "
+                       f"{ABOUT_SAME_DB:g} dB the two images are \"about the same\", from {VISIBLE_DB:g} dB one is "
+                       f"\"visibly\" better, in between \"slightly\". These are rules of thumb for viewing the "
+                       f"two side by side at 100 %, not a guarantee for every image.")
 #: PSNR the metrics report for identical images (`metrics.MAX_DB`; not imported, as that pulls in torch).
 LOSSLESS_DB = 100.0
 
@@ -111,8 +122,26 @@ def quality_phrase(reference_db: float, other_db: float, metric: str) -> str:
     return f"{abs(delta):.1f} dB {'better' if delta > 0 else 'worse'} in {metric}"
 
 
+def verdict(delta_psnr_db: float) -> str:
+    """"visibly better", "slightly worse", "about the same" for a PSNR difference (other minus reference).
+
+    >>> verdict(1.2), verdict(-0.5), verdict(0.1)
+    ('visibly better', 'slightly worse', 'about the same')
+    """
+    if abs(delta_psnr_db) < ABOUT_SAME_DB:
+        return "about the same"
+    degree = "visibly" if abs(delta_psnr_db) >= VISIBLE_DB else "slightly"
+    return f"{degree} {'better' if delta_psnr_db > 0 else 'worse'}"
+
+
+def _db_change(delta_db: float, metric: str) -> str:
+    return f"equal in {metric}" if abs(delta_db) < SAME_DB else \
+        f"{abs(delta_db):.1f} dB {'higher' if delta_db > 0 else 'lower'} in {metric}"
+
+
 def _quality_clause(ref: Measurement, other: Measurement) -> str:
-    """PSNR always; MS-SSIM too when it is known, joined with "but" when the two metrics disagree."""
+    """A verdict from PSNR, then the figures: PSNR always, MS-SSIM too when it is known; when the two
+    metrics disagree the verdict is said to be PSNR's, "but" the MS-SSIM figure follows."""
     if ref.psnr is None or other.psnr is None:
         return ""
     if is_lossless(ref.psnr) or is_lossless(other.psnr):
@@ -121,17 +150,18 @@ def _quality_clause(ref: Measurement, other: Measurement) -> str:
         if is_lossless(other.psnr):
             return "lossless"
         return f"lossy ({other.psnr:.1f} dB in PSNR) where the other is lossless"
-    psnr = quality_phrase(ref.psnr, other.psnr, "PSNR")
+    d1 = other.psnr - ref.psnr
+    word, psnr = verdict(d1), _db_change(d1, "PSNR")
     if not (_finite(ref.ms_ssim_db) and _finite(other.ms_ssim_db)):
-        return psnr
-    d1, d2 = other.psnr - ref.psnr, other.ms_ssim_db - ref.ms_ssim_db
+        return f"{word}: {psnr}"
+    d2 = other.ms_ssim_db - ref.ms_ssim_db
     s1, s2 = _sign(d1), _sign(d2)
     if s1 == s2 == 0:
-        return "equal in PSNR and MS-SSIM"
-    if s1 == s2:
-        word, more = ("better", "higher") if s1 > 0 else ("worse", "lower")
-        return f"{word}: {abs(d1):.1f} dB {more} in PSNR, {abs(d2):.1f} dB {more} in MS-SSIM"
-    return f"{psnr} but {quality_phrase(ref.ms_ssim_db, other.ms_ssim_db, 'MS-SSIM')}"
+        return f"{word}: equal in PSNR and MS-SSIM"
+    if s1 * s2 >= 0:
+        return f"{word}: {psnr}, {_db_change(d2, 'MS-SSIM')}"
+    return f"{word} in PSNR ({abs(d1):.1f} dB {'higher' if d1 > 0 else 'lower'}) but " \
+        f"{quality_phrase(ref.ms_ssim_db, other.ms_ssim_db, 'MS-SSIM')}"
 
 
 def _sign(delta_db: float) -> int:

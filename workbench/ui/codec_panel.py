@@ -12,17 +12,20 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel, QValidator
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
     QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from workbench.core.codecs import all_codecs, codec_class
+from workbench.core.codecs.learned import LearnedOptions
 from workbench.core.errors import WorkbenchError
+from workbench.core.learned.catalog import MODEL_SUFFIXES, model_choices, model_label, remember_model
 from workbench.core.options import OptionSpec, build, specs
 from workbench.core.summary import GLOSSARY, format_size, is_lossless
 
@@ -44,6 +47,13 @@ class Selection:
 def short_name(codec: str) -> str:
     """The codec's label without the library in parentheses: "JPEG (libjpeg-turbo)" -> "JPEG"."""
     return codec_class(codec).label.split(" (")[0]
+
+
+def selection_name(codec: str, options: Any = None) -> str:
+    """The codec's short label and, for a codec with a choice of models, which model: two learned models
+    must never read alike ("Learned — dct-hyperprior-mse (PSNR)")."""
+    model = getattr(options, "model", None)
+    return f"{short_name(codec)} — {model_label(model)}" if model else short_name(codec)
 
 
 def setting_text(codec: str, quality: Any) -> str:
@@ -226,8 +236,8 @@ class _ChoiceEditor(_Editor):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.combo = QComboBox()
-        for c in spec.choices:
-            self.combo.addItem(str(c), c)
+        for c, text in zip(spec.choices, spec.choice_labels or map(str, spec.choices)):
+            self.combo.addItem(text, c)
         self.combo.setToolTip(spec.help)
         lay.addWidget(self.combo)
         self.set_value(spec.default)
@@ -280,6 +290,74 @@ class _TextEditor(_Editor):
         self.edit.setText(str(value))
 
 
+#: What the model chooser's file dialog offers (which file really is a model is decided when it is used).
+MODEL_FILTER = f"Learned models ({' '.join('*' + s for s in MODEL_SUFFIXES)});;All files (*)"
+OPEN_MODEL = "Open…"
+
+
+class ModelEditor(_Editor):
+    """The learned codec's model: a list of the shipped and the imported models, and "Open…" for a model
+    file, which is remembered (not copied) for next time. Whether the file is a model is found out by
+    the encode, whose error message says so beside the picture."""
+
+    #: Where the file dialog starts; shared by both sides and kept for the session.
+    last_folder = str(Path.home())
+
+    def __init__(self, spec: OptionSpec):
+        super().__init__(spec)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.combo = QComboBox()
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(16)
+        self.combo.setToolTip("Which trained model codes the image: the shipped ones, models opened before, or "
+                              "Open… for a .safetensors file or a CompressAI checkpoint (.pth.tar, .pth, .pt).")
+        for label, value in model_choices():
+            self._add(label, value)
+        self.combo.addItem(OPEN_MODEL, None)
+        lay.addWidget(self.combo)
+        self._current = 0
+        self.set_value(spec.default)
+        self.combo.activated.connect(self._activated)
+
+    def _add(self, label: str, value: str) -> int:
+        """Insert before "Open…"; the full value (a path) is the item's tooltip."""
+        index = self.combo.count() - (1 if self.combo.findData(None) >= 0 else 0)
+        self.combo.insertItem(index, label, value)
+        self.combo.setItemData(index, value, Qt.ItemDataRole.ToolTipRole)
+        return index
+
+    def _activated(self, index: int) -> None:
+        if self.combo.itemData(index) is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open a learned model", ModelEditor.last_folder,
+                                                  MODEL_FILTER)
+            if not path:
+                self.combo.setCurrentIndex(self._current)      # back to the model that was chosen
+                return
+            ModelEditor.last_folder = str(Path(path).parent)
+            try:
+                value = remember_model(path)
+            except WorkbenchError:
+                value = str(Path(path).resolve())              # usable now, just not offered next time
+            self.set_value(value)
+        elif index == self._current:
+            return
+        self._current = self.combo.currentIndex()
+        self.committed.emit()
+
+    def value(self) -> Any:
+        return self.combo.itemData(self._current)
+
+    def set_value(self, value: Any) -> None:
+        index = self.combo.findData(value)
+        if index < 0:                                     # a path from the settings or the CLI
+            index = self._add(model_label(str(value)), str(value))
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(index)
+        self.combo.blockSignals(False)
+        self._current = index
+
+
 def make_editor(spec: OptionSpec) -> _Editor:
     if spec.choices:
         return _ChoiceEditor(spec)
@@ -306,15 +384,17 @@ class OptionsForm(QWidget):
         self._form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.editors: dict[str, _Editor] = {}
 
-    def build(self, options_cls: type | None, tooltips: dict[str, str] | None = None) -> None:
-        """Replace the rows with editors for `options_cls` (None: no rows), at their defaults."""
+    def build(self, options_cls: type | None, tooltips: dict[str, str] | None = None,
+              editors: dict[str, type[_Editor]] | None = None) -> None:
+        """Replace the rows with editors for `options_cls` (None: no rows), at their defaults; `editors`
+        names options that need a special editor (the learned codec's model chooser)."""
         while self._form.rowCount():
             self._form.removeRow(0)
         self.editors.clear()
         if options_cls is None:
             return
         for spec in specs(options_cls):
-            editor = make_editor(spec)
+            editor = (editors or {}).get(spec.name, make_editor)(spec)
             if tooltips and spec.name in tooltips:
                 editor.setToolTip(tooltips[spec.name])
             editor.committed.connect(self.committed)
@@ -406,7 +486,8 @@ class CodecPanel(QGroupBox):
             self._form_host.setVisible(False)
             return
         cls = codec_class(codec)
-        self._form_host.build(cls.Options, {"quality": cls.quality_help} if cls.quality_help else None)
+        self._form_host.build(cls.Options, {"quality": cls.quality_help} if cls.quality_help else None,
+                              {"model": ModelEditor} if issubclass(cls.Options, LearnedOptions) else None)
         self._form_host.setVisible(True)
 
 
@@ -466,6 +547,14 @@ class SideMetrics(QWidget):
     def value(self, key: str) -> str:
         return self._values[key].text()
 
+    def set_stale(self, stale: bool) -> None:
+        """Grey the numbers while they belong to older settings than the panel shows."""
+        for label in self._values.values():
+            label.setEnabled(not stale)
+
+    def is_stale(self) -> bool:
+        return not next(iter(self._values.values())).isEnabled()
+
     def show_busy(self, text: str) -> None:
         self._set_status(text)
 
@@ -478,6 +567,7 @@ class SideMetrics(QWidget):
     def show_error(self, text: str) -> None:
         for label in self._values.values():
             label.setText("–")
+        self.set_stale(False)
         self.copy_button.setEnabled(False)
         self._set_status(text)
 
@@ -509,6 +599,7 @@ class SideMetrics(QWidget):
     def _fill(self, **texts: str) -> None:
         for key, text in texts.items():
             self._values[key].setText(text)
+        self.set_stale(False)
         self._set_status("")
 
     def _set_status(self, text: str, job: bool = False) -> None:

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.images import LoadedImage
-from workbench.core.summary import Measurement, RateCurve, format_size, summarize
-from workbench.ui.codec_panel import CodecPanel, Selection, SideMetrics, setting_text, short_name
+from workbench.core.summary import GLOSSARY, Measurement, RateCurve, format_size, summarize
+from workbench.ui.codec_panel import CodecPanel, Selection, SideMetrics, selection_name, setting_text
 from workbench.ui.encode_worker import Worker
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.export import cli_command
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from workbench.core.target_size import MatchedSize
 
 MIN_SCALE, MAX_SCALE = 1 / 64, 64.0
+MARK_BG = "#f0b429"          # amber behind "old result" / "failed" marks on the picture
 DIVIDER_GRAB_PX = 8
 
 # The one hard-coded palette in the app: a perceptually ordered dark-to-bright ramp (matplotlib's
@@ -97,6 +98,13 @@ def heat_scale(*maps: np.ndarray) -> int:
     return max(4, int(np.searchsorted(cdf, 0.995)))
 
 
+def legend_labels(scale: int) -> tuple[str, str]:
+    """The heat map legend's two ends in plain words: the brightest colour as a share of the full range
+    of brightness (0..255), which means something without knowing about 8-bit levels."""
+    pct = 100.0 * scale / 255.0
+    return "identical", f"off by {pct:.1f} % or more" if pct < 10 else f"off by {pct:.0f} % or more"
+
+
 def colorize(err: np.ndarray, scale: int) -> np.ndarray:
     idx = np.minimum(err.astype(np.uint32) * 255 // max(1, scale), 255)
     return HEAT_LUT[idx]
@@ -133,6 +141,7 @@ class SplitView(QWidget):
         self._original: np.ndarray | None = None
         self._decoded: list[np.ndarray | None] = [None, None]
         self._captions = ["", ""]
+        self._marks = ["", ""]                      # "this picture is not of the settings shown", per side
         self._pixmaps: list[QPixmap | None] = [None, None]
         self._heat = False
         self._heat_scale = 0
@@ -148,6 +157,7 @@ class SplitView(QWidget):
         """A new image: both sides show it until their encodes arrive; the view fits it."""
         self._original = rgb
         self._decoded = [None, None]
+        self._captions, self._marks = ["", ""], ["", ""]
         self._fit_mode = True
         self._refresh_pixmaps()
         self.fit()
@@ -156,11 +166,20 @@ class SplitView(QWidget):
         """`decoded` None shows the original on that side."""
         self._decoded[index] = decoded
         self._captions[index] = caption
+        self._marks[index] = ""
         self._refresh_pixmaps()
         self.update()
 
     def caption(self, index: int) -> str:
         return self._captions[index]
+
+    def set_mark(self, index: int, text: str) -> None:
+        """Say under a side's caption that its picture is old or failed (empty: it is current)."""
+        self._marks[index] = text
+        self.update()
+
+    def mark(self, index: int) -> str:
+        return self._marks[index]
 
     def set_heat_map(self, on: bool) -> None:
         self._heat = bool(on)
@@ -257,8 +276,8 @@ class SplitView(QWidget):
             p.drawPixmap(target, self._pixmaps[index], source)
         p.setClipping(False)
         self._paint_divider(p, split)
-        self._paint_caption(p, self._caption_text(0), left=True)
-        self._paint_caption(p, self._caption_text(1), left=False)
+        for index in (0, 1):
+            self._paint_caption(p, self._caption_text(index), left=index == 0, mark=self._marks[index])
         if self._heat:
             self._paint_legend(p)
 
@@ -282,29 +301,34 @@ class SplitView(QWidget):
             p.drawLine(tip, tip + QPointF(-sign * 5, -5))
             p.drawLine(tip, tip + QPointF(-sign * 5, 5))
 
-    def _paint_caption(self, p: QPainter, text: str, left: bool) -> None:
-        if not text:
-            return
+    def _paint_caption(self, p: QPainter, text: str, left: bool, mark: str = "") -> None:
+        """The caption in a tooltip-coloured box; a mark below it in amber, the colour of a warning in
+        light and dark themes alike, so an old picture cannot pass for the current one."""
         pal = self.palette()
-        fm = p.fontMetrics()
-        r = QRectF(fm.boundingRect(text)).adjusted(-8, -4, 8, 4)
-        r.moveTop(10)
-        if left:
-            r.moveLeft(10)
-        else:
-            r.moveRight(self.width() - 10)
-        bg = QColor(pal.color(QPalette.ColorRole.ToolTipBase))
-        bg.setAlpha(220)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(bg)
-        p.drawRoundedRect(r, 6, 6)
-        p.setPen(pal.color(QPalette.ColorRole.ToolTipText))
-        p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+        top = 10.0
+        for line, bg, fg in ((text, QColor(pal.color(QPalette.ColorRole.ToolTipBase)),
+                              pal.color(QPalette.ColorRole.ToolTipText)),
+                             (mark, QColor(MARK_BG), QColor(Qt.GlobalColor.black))):
+            if not line:
+                continue
+            r = QRectF(p.fontMetrics().boundingRect(line)).adjusted(-8, -4, 8, 4)
+            r.moveTop(top)
+            if left:
+                r.moveLeft(10)
+            else:
+                r.moveRight(self.width() - 10)
+            bg.setAlpha(230)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(bg)
+            p.drawRoundedRect(r, 6, 6)
+            p.setPen(fg)
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, line)
+            top = r.bottom() + 4
 
     def _paint_legend(self, p: QPainter) -> None:
         pal = self.palette()
         fm = p.fontMetrics()
-        lo, hi = "|error| 0", f"{self._heat_scale}+ levels of 255"
+        lo, hi = legend_labels(self._heat_scale)
         bar_w = 160
         w = fm.horizontalAdvance(lo) + bar_w + fm.horizontalAdvance(hi) + 40
         box = QRectF((self.width() - w) / 2, self.height() - fm.height() - 22, w, fm.height() + 12)
@@ -410,6 +434,7 @@ class CompareView(QWidget):
         self.summary.setObjectName("summary")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setToolTip(GLOSSARY["verdict"])
         font = QFont(self.summary.font())
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.summary.setFont(font)
@@ -541,6 +566,7 @@ class CompareView(QWidget):
             side.selection = side.panel.selection()
         except WorkbenchError as err:  # an option the panel could not build; say which, keep the old image
             side.metrics.show_error(f"These settings are not valid: {err}.")
+            self._mark_old(side, "Old picture: the new settings are not valid")
             return
         side.result, side.failed = None, False
         if self.image is None:
@@ -553,8 +579,9 @@ class CompareView(QWidget):
             return
         if is_long(sel):
             self.worker.cancel(side.name)
-            side.metrics.show_job(f"Optimizing latents with {short_name(sel.codec)}: starting…", 0,
+            side.metrics.show_job(f"Optimizing latents with {selection_name(sel.codec, sel.options)}: starting…", 0,
                                   sel.options.optimize)
+            self._mark_old(side, "Old picture: optimizing for the new settings…")
             self._show_summary()
             side.wanted = sel
             if side.runner.is_running():
@@ -563,10 +590,21 @@ class CompareView(QWidget):
                 self._start_job(side)
             return
         self._stop_job(side)
-        side.metrics.show_busy(f"Encoding with {short_name(sel.codec)}…")
+        side.metrics.show_busy(f"Encoding with {selection_name(sel.codec, sel.options)}…" + (
+            " The greyed numbers are of the previous settings." if side.shown is not None else ""))
+        self._mark_old(side, "Old picture: encoding the new settings…")
         self._show_summary()
         self.worker.submit(side.name, partial(_compress, image.rgb, sel.codec, sel.options),
                            on_done=partial(self._encoded, side, sel), on_error=partial(self._failed, side))
+
+    def _mark_old(self, side: _Side, why: str) -> None:
+        """The picture and numbers on screen are not of the settings in the panel: say so on both, until a
+        result of the panel's settings replaces them."""
+        if side.shown is None:                         # nothing of this image encoded yet: the original shows
+            self.view.set_side(side.index, None, "Original")
+            why = why.replace("Old picture", "Original for now")
+        self.view.set_mark(side.index, why)
+        side.metrics.set_stale(True)
 
     def _show_original(self, side: _Side) -> None:
         image = self.image
@@ -639,6 +677,7 @@ class CompareView(QWidget):
         if side.shown is None:
             side.failed = True
             side.metrics.show_error("Cancelled before the first result; change a setting to encode again.")
+            self._mark_old(side, "Old picture: cancelled")
             self.status_message.emit(f"{label} side: optimization cancelled.")
             self._show_summary()
             return
@@ -660,7 +699,7 @@ class CompareView(QWidget):
     def _encoded(self, side: _Side, sel: Selection, result: CompressResult) -> None:
         side.selection, side.result = sel, result
         side.shown = (sel, result)
-        caption = f"{short_name(sel.codec)} · {setting_text(sel.codec, sel.options.quality)} · " \
+        caption = f"{selection_name(sel.codec, sel.options)} · {setting_text(sel.codec, sel.options.quality)} · " \
                   f"{format_size(result.size_bytes)}"
         self.view.set_side(side.index, result.reconstruction, caption)
         side.metrics.show_result(result, self.image.file_size)
@@ -670,6 +709,7 @@ class CompareView(QWidget):
     def _failed(self, side: _Side, message: str) -> None:
         side.failed = True
         side.metrics.show_error(f"Encoding failed: {message}.")
+        self._mark_old(side, "Old picture: the new settings failed")
         self.status_message.emit(f"{side.name.capitalize()} side: encoding failed: {message}.")
         self._show_summary()
 
@@ -683,9 +723,11 @@ class CompareView(QWidget):
             self.worker.cancel(side.name)
             self._stop_job(side)
             side.selection, side.result, side.failed = side.panel.selection(), None, False
-        self.left.metrics.show_busy(f"Encoding with {short_name(anchor.codec)}…")
-        self.right.metrics.show_busy(f"Searching for the {short_name(contender.codec)} setting whose file is as "
-                                     f"large as {short_name(anchor.codec)}'s…")
+        self.left.metrics.show_busy(f"Encoding with {selection_name(anchor.codec, anchor.options)}…")
+        self.right.metrics.show_busy(f"Searching for the {selection_name(contender.codec, contender.options)} setting whose file is as "
+                                     f"large as {selection_name(anchor.codec, anchor.options)}'s…")
+        self._mark_old(self.left, "Original for now: encoding…")
+        self._mark_old(self.right, "Original for now: searching the setting of equal size…")
         self._show_summary()
         left_opts, right_opts = self.left.selection.options, self.right.selection.options
         self.worker.submit("demo", partial(_match_size, image.rgb, anchor.codec, left_opts, contender.codec,
@@ -700,6 +742,7 @@ class CompareView(QWidget):
         for side in self.sides():
             side.failed = True
             side.metrics.show_error(f"The comparison failed: {message}.")
+            self._mark_old(side, "Old picture: the comparison failed")
         self.status_message.emit(f"The demo comparison failed: {message}.")
         self._show_summary()
 
@@ -721,8 +764,8 @@ class CompareView(QWidget):
         self._encoded(left, left.selection, matched.anchor)
         self._encoded(right, right.panel.selection(), found.result)
         codec = right.selection.codec
-        self.status_message.emit(f"Demo: {short_name(codec)} at {setting_text(codec, found.quality)} is the closest "
-                                 f"size to {short_name(left.selection.codec)}'s file "
+        self.status_message.emit(f"Demo: {selection_name(codec, right.selection.options)} at {setting_text(codec, found.quality)} is the closest "
+                                 f"size to {selection_name(left.selection.codec, left.selection.options)}'s file "
                                  f"({found.relative_error * 100:+.1f} %), found in {len(found.probes)} trial encodes.")
 
     # ----- summary
@@ -736,7 +779,7 @@ class CompareView(QWidget):
         if r is None:
             return None
         codec = side.selection.codec
-        return Measurement(short_name(codec), r.size_bytes, image.pixels, r.quality.psnr, r.quality.ms_ssim_db,
+        return Measurement(selection_name(codec, side.selection.options), r.size_bytes, image.pixels, r.quality.psnr, r.quality.ms_ssim_db,
                            setting=setting_text(codec, side.selection.options.quality))
 
     @staticmethod
@@ -747,7 +790,7 @@ class CompareView(QWidget):
         """Sweep the left codec once per image and setting, so the sentence can compare at equal quality."""
         left, right = self.left.selection, self.right.selection
         if self.image is None or left.codec is None or right.codec is None or \
-                short_name(left.codec) == short_name(right.codec):
+                selection_name(left.codec, left.options) == selection_name(right.codec, right.options):
             return
         if is_long(left):
             self.summary_hint.setText("No equal-quality comparison for per-image optimization: measuring it at "
@@ -758,7 +801,7 @@ class CompareView(QWidget):
         if key in self._curves or (key == self._sweeping and self.worker.is_pending("sweep")):
             return
         self._sweeping = key
-        name = short_name(left.codec)
+        name = selection_name(left.codec, left.options)
         self.summary_hint.setText(f"Measuring {name} at several settings to compare at equal quality…")
         self.summary_hint.setVisible(True)
         self.worker.submit("sweep", partial(_sweep, self.image.rgb, left.codec, left.options, name),

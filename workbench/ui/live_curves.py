@@ -518,6 +518,7 @@ def style_plot_widget(widget: pg.PlotWidget, pal: QPalette) -> QColor:
         axis.setTickPen(pg.mkPen(grid))
         axis.setStyle(tickAlpha=255, maxTickLevel=0)
         axis.setZValue(-100)                    # grid behind the data (and behind a legend)
+        axis.enableAutoSIPrefix(False)          # "(x0.001)" beside an axis means nothing to most people
     return fg
 
 

@@ -556,7 +556,8 @@ class HelpDialog(QDialog):
         browser.setOpenExternalLinks(True)
         g = GLOSSARY
         terms = [("Size", g["size"]), ("bpp (bits per pixel)", g["bpp"]), ("Saved", g["saved"]), ("PSNR", g["psnr"]),
-                 ("MS-SSIM", g["ms_ssim"]), ("BD-rate", g["bd_rate"]), ("Encode / decode time",
+                 ("MS-SSIM", g["ms_ssim"]), ("Visibly better, slightly worse, about the same", g["verdict"]),
+                 ("BD-rate", g["bd_rate"]), ("Encode / decode time",
                  f"{g['encode']} {g['decode']}"), ("Difference heat map", g["heat_map"])]
         keys = [("Ctrl+O", "open images"), ("Ctrl+Shift+O", "open a folder"),
                 ("Ctrl+Shift+N", "open a network checkpoint"), ("Page Up / Page Down",

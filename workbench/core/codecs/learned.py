@@ -28,13 +28,18 @@ class LearnedOptions:
     quantizer: str = option("round", "how latents become integers: rounding; rounding with rate-distortion "
                             "decisions (rdoq); or trellis-coded quantization with 4 or 8 states (slower "
                             "encoding, smaller files)",
-                            choices=("round", "rdoq", "tcq4", "tcq8"))
+                            choices=("round", "rdoq", "tcq4", "tcq8"),
+                            choice_labels=("Plain rounding (fastest)", "Rounding that weighs size against quality",
+                                           "Trellis search, 4 states (smaller files, slower)",
+                                           "Trellis search, 8 states (smallest files, slowest)"))
     optimize: int = option(0, "steps of per-image latent optimization before quantizing (0: off). More "
                            "steps save more: 60 saved 3.3 % and 300 saved 6.1 % of the rate at equal PSNR "
                            "on Kodak; a step takes 0.3-0.7 s for a 768x512 image on 2 CPU cores",
                            minimum=0, maximum=5000)
     device: str = option("auto", "where the encoder's transforms run: auto (CUDA when present), cpu or cuda",
-                         choices=("auto", "cpu", "cuda"))
+                         choices=("auto", "cpu", "cuda"),
+                         choice_labels=("Automatic (graphics card when present)", "Processor (CPU)",
+                                        "Graphics card (CUDA)"))
 
 
 @register_codec

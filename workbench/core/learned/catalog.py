@@ -1,12 +1,101 @@
-"""Where shipped model weights live, without importing torch (the codec list must stay fast)."""
+"""Which learned models there are, and what to call them, without importing torch (the codec list and the
+GUI's model chooser must stay fast).
+
+Shipped models live in `resources/models`; models a user imports (a `.safetensors` file, or a CompressAI
+checkpoint) stay where they are: only their paths are remembered, in a small JSON file under the user's
+config folder, so the chooser offers them again next time. Whether a file really is a usable model is
+decided when it is used, by the code that loads it.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import struct
 from pathlib import Path
+
+from workbench.core.atomic import write_bytes_atomic
+from workbench.core.errors import OutputError
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
 DEFAULT_MODEL = "dct-hyperprior-mse"
+#: Files the chooser's "Open…" offers: our own weights and CompressAI checkpoints.
+MODEL_SUFFIXES = (".safetensors", ".pth.tar", ".pth", ".pt")
+#: How many imported models are remembered (the most recent first).
+MAX_REMEMBERED = 20
+#: The metric a model was trained for (its weights' metadata), as the GUI names it.
+METRIC_NAMES = {"mse": "PSNR", "ms-ssim": "MS-SSIM"}
 
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in MODEL_DIR.glob("*.safetensors")) if MODEL_DIR.is_dir() else []
+
+
+def models_file() -> Path:
+    """$XDG_CONFIG_HOME/workbench/models.json (~/.config when unset), as the XDG spec says."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "workbench" / "models.json"
+
+
+def remembered_models() -> list[str]:
+    """Imported model paths, most recent first; a missing or damaged list reads as empty, since losing
+    it costs the user one "Open…" and must never stop the window from opening."""
+    try:
+        data = json.loads(models_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    paths = data.get("models", []) if isinstance(data, dict) else []
+    return [p for p in paths if isinstance(p, str)]
+
+
+def remember_model(path: str | os.PathLike) -> str:
+    """Add `path` (made absolute, the file itself untouched) to the front of the remembered models."""
+    value = str(Path(path).expanduser().resolve())
+    paths = [value] + [p for p in remembered_models() if p != value]
+    target = models_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot remember the model: {target.parent} cannot be created ({err.strerror})") from None
+    text = json.dumps({"models": paths[:MAX_REMEMBERED]}, indent=1) + "\n"
+    write_bytes_atomic(target, text.encode("utf-8"))
+    return value
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header (8-byte length, then JSON); empty when unreadable."""
+    try:
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 1 << 24:
+                return {}
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error):
+        return {}
+    md = header.get("__metadata__") if isinstance(header, dict) else None
+    return md if isinstance(md, dict) else {}
+
+
+def model_path(value: str) -> Path:
+    """Where a model value's weights are: a shipped name, or a path as given."""
+    return MODEL_DIR / f"{value}.safetensors" if value in shipped_models() else Path(value)
+
+
+def model_label(value: str) -> str:
+    """A model as people should read it: "dct-hyperprior-mse (PSNR)", or an imported file's name.
+
+    The metric comes from the weights' own metadata, so an imported safetensors model of ours is named as
+    precisely as a shipped one; files without it (CompressAI checkpoints) are named by their file name.
+    """
+    path = model_path(value)
+    shipped = value in shipped_models()
+    name = value if shipped else path.name
+    metric = METRIC_NAMES.get(_metadata(path).get("metric", "")) if path.suffix == ".safetensors" else None
+    return f"{name} ({metric})" if metric else name
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, value) for the chooser: every shipped model, then the remembered imports that still exist."""
+    out = [(model_label(name), name) for name in shipped_models()]
+    out += [(model_label(p), p) for p in remembered_models() if Path(p).is_file()]
+    return out
