@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
 from PySide6.QtWidgets import QMessageBox
 
 from workbench.core.network import demo
@@ -47,6 +49,16 @@ def test_compress_is_enabled_as_soon_as_a_checkpoint_has_opened(qtbot, net_view,
     assert net_view.result is not None
 
 
+def drop(widget, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    rest = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPoint(200, 200), *rest)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(widget, QDropEvent(QPointF(200, 200), *rest))
+
+
 # ----- the Compare tab
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch, errors):
@@ -61,6 +73,8 @@ def window(qtbot, tmp_path, monkeypatch, errors):
     yield w
     w.compare.shutdown()
     w.worker.shutdown()
+    if w.network is not None:
+        w.network.shutdown()
 
 
 def choose(panel, codec, **values):
@@ -203,3 +217,66 @@ def test_plot_axes_show_plain_numbers(qtbot):
     axis = w.getPlotItem().getAxis("left")
     axis.setRange(0.0001, 0.0003)             # pyqtgraph would add "(x1e-06)" to the label
     assert "(x" not in axis.labelString() and "learning rate" in axis.labelString()
+
+
+def test_a_wbn_dropped_on_the_window_opens_in_the_network_tab_and_saves_go_to_the_users_folder(
+        qtbot, window, tmp_path, monkeypatch):
+    import torch
+    from PySide6.QtWidgets import QFileDialog
+
+    from workbench.core.jobs import run
+    from workbench.core.network.checkpoint import load_checkpoint
+    from workbench.core.network.compress import compress_network_job, decompress_network
+    from workbench.core.network.quantizers import NET_QUANTIZERS
+
+    state = load_checkpoint(demo.WEIGHTS)
+    result = run(compress_network_job(state, "uniform", NET_QUANTIZERS.get("uniform").Options()))
+    wbn = tmp_path / "mine" / "digits.wbn"
+    wbn.parent.mkdir()
+    wbn.write_bytes(result.data)
+    drop(window, [wbn])
+    view = window.network
+    assert window.tabs.currentWidget() is view
+    qtbot.waitUntil(lambda: view.network is not None, timeout=WAIT_MS)
+    decoded = decompress_network(result.data)
+    assert list(view.network.state) == list(decoded)
+    assert all(torch.equal(view.network.state[k], decoded[k]) for k in decoded)
+    assert window.compare.image is None and not window.errors
+    # the demo network lives in the app's folder: saving proposes the folder the user last used
+    with qtbot.waitSignal(view.compressed, timeout=WAIT_MS):
+        assert view.run_demo()
+    proposed = []
+
+    def save_dialog(parent, title, path, *rest):
+        proposed.append(path)
+        return "", ""
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    view.export_wbn_dialog()
+    assert Path(proposed[0]).parent == wbn.parent
+
+
+def test_pause_shows_in_the_progress_text(qtbot):
+    import time
+
+    from workbench.core.jobs import Progress
+    from workbench.ui.job_runner import JobRunner
+    from workbench.ui.live_curves import LiveCurves
+
+    def slow():
+        for i in range(200):
+            time.sleep(0.01)
+            yield Progress(i, 200, "measuring", {"psnr": 30.0 + i / 100})
+        return None
+
+    runner = JobRunner()
+    live = LiveCurves()
+    qtbot.addWidget(live)
+    live.attach(runner)
+    runner.start(slow)
+    qtbot.waitUntil(lambda: live._last is not None, timeout=WAIT_MS)
+    runner.pause()
+    assert live._bar.format().startswith("paused at ") and "Paused" in live._status.text()
+    qtbot.wait(150)                                   # events computed before the pause keep the text
+    assert live._bar.format().startswith("paused at ")
+    with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
+        runner.cancel()

@@ -470,6 +470,7 @@ class CompareView(QWidget):
         side.runner.finished.connect(partial(self._job_finished, side))
         side.runner.failed.connect(partial(self._job_failed, side))
         side.runner.cancelled.connect(partial(self._job_cancelled, side))
+        side.runner.paused_changed.connect(partial(self._job_paused, side))
         return side
 
     def _column(self, side: _Side, tip: str) -> QScrollArea:
@@ -637,6 +638,15 @@ class CompareView(QWidget):
         else:
             text = (progress.message[:1].upper() + progress.message[1:] + "…") if progress.message else "Encoding…"
         side.metrics.show_job(text, progress.step, progress.total)
+
+    def _job_paused(self, side: _Side, paused: bool) -> None:
+        """Pause is pressed in the Live tab; the side's progress line says so too."""
+        if side.wanted is None or side.running is not side.wanted:
+            return
+        bar = side.metrics.progress
+        text = f"Paused at step {bar.value()} of {bar.maximum()}; Resume is in the Live tab" if paused else \
+            "Resuming…"
+        side.metrics.show_job(text, bar.value(), bar.maximum() or None)
 
     def _job_finished(self, side: _Side, result: CompressResult) -> None:
         sel, side.running = side.running, None

@@ -391,6 +391,15 @@ class LiveCurves(QWidget):
             self._bar.setFormat(f"step {ev.step}")
         self._status.setText(ev.message)
         self._status.setToolTip(ev.message)
+        if self._runner is not None and self._runner.is_paused():    # events computed before the pause
+            self._show_paused()
+
+    def _show_paused(self) -> None:
+        """Paused, said in the progress bar itself, where people look for what the job is doing."""
+        step = self._last.step if self._last is not None else 0
+        total = self._last.total if self._last is not None else None
+        self._bar.setFormat(f"paused at {step} / {total}" if total else f"paused at step {step}")
+        self._status.setText("Paused (the current step finishes first); Resume continues.")
 
     def _set_running(self, running: bool) -> None:
         self._pause.setEnabled(running)
@@ -434,9 +443,9 @@ class LiveCurves(QWidget):
     def _on_paused_changed(self, paused: bool) -> None:
         self._pause.setText("Resume" if paused else "Pause")
         if paused:
-            self._status.setText("Paused (the current step finishes first).")
+            self._show_paused()
         elif self._last is not None:
-            self._status.setText(self._last.message)
+            self._show_progress(self._last)
 
     @Slot()
     def _toggle_pause(self) -> None:

@@ -24,7 +24,7 @@ from workbench import __version__
 from workbench.core.codecs import codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.images import IMAGE_SUFFIXES, LoadedImage, list_images, load_image
-from workbench.core.network.paths import is_checkpoint_path
+from workbench.core.network.paths import is_network_path
 from workbench.core.summary import GLOSSARY, format_size
 from workbench.ui.codec_panel import Selection
 from workbench.ui.compare_view import CompareView
@@ -219,7 +219,8 @@ class MainWindow(QMainWindow):
                                      SP.SP_MediaPlay)
         self.act_open_net = self._action("Open &Checkpoint…", lambda: self.open_checkpoint(), "Ctrl+Shift+N",
                                          "Open a network checkpoint (.pt, .pth, .safetensors or a Hugging Face "
-                                         "folder) in the Network tab", SP.SP_FileDialogStart)
+                                         "folder) or a compressed .wbn network in the Network tab",
+                                         SP.SP_FileDialogStart)
         self.act_demo_net = self._action("Demo &Network", self.run_network_demo, None,
                                          "Compress the bundled digits network and see what it costs in accuracy",
                                          SP.SP_MediaSeekForward)
@@ -368,7 +369,7 @@ class MainWindow(QMainWindow):
         broken does not mean clicking away three dialogs.
         """
         paths = [Path(p) for p in paths]
-        nets = [p for p in paths if p.exists() and is_checkpoint_path(p)]
+        nets = [p for p in paths if p.exists() and is_network_path(p)]
         if nets:                                  # networks go to the Network tab, images stay in Compare
             opened = self.open_checkpoint(nets[0])
             paths = [p for p in paths if p not in nets]

@@ -30,7 +30,7 @@ from workbench.core.jobs import Job, Progress
 from workbench.core.network import demo
 from workbench.core.network.checkpoint import OpenedCheckpoint, open_checkpoint, save_checkpoint
 from workbench.core.network.compress import NetResult, compress_network_job, decompress_network
-from workbench.core.network.paths import SUFFIXES, is_checkpoint_path
+from workbench.core.network.paths import COMPRESSED_SUFFIX, SUFFIXES, is_network_path
 from workbench.core.network.quantizers import NET_QUANTIZERS
 from workbench.core.network.report import layer_rows, tensor_histogram
 from workbench.core.network.verify import DecodeCheck, check_file_job
@@ -43,14 +43,28 @@ from workbench.ui.network_histogram import TensorHistogramView
 from workbench.ui.network_table import LayerTable
 
 WELCOME = ("Drop a network checkpoint here (.pt, .pth, .safetensors, or a Hugging Face folder with "
-           "model.safetensors), open one, or click “Demo network”.")
-CHECKPOINT_FILTER = f"Checkpoints ({' '.join('*' + s for s in SUFFIXES)});;All files (*)"
+           "model.safetensors) or a compressed .wbn network, open one, or click “Demo network”.")
+CHECKPOINT_FILTER = (f"Checkpoints and compressed networks ({' '.join('*' + s for s in SUFFIXES)} "
+                     f"*{COMPRESSED_SUFFIX});;All files (*)")
 
 
 def _call_job(message: str, fn: Callable[..., Any], *args: Any) -> Job[Any]:
     """A one-step job, so short file work runs off the GUI thread like everything else."""
     yield Progress(0, None, message)
     return fn(*args)
+
+
+def _open_network(path: Path) -> OpenedCheckpoint:
+    """A checkpoint, or a `.wbn` file decoded back to the weights it codes (so it can be inspected,
+    saved as an ordinary checkpoint or compressed again)."""
+    if path.suffix.lower() != COMPRESSED_SUFFIX:
+        return open_checkpoint(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise WorkbenchError(f"cannot read {path}: {err.strerror}") from None
+    return OpenedCheckpoint(path=path, state=decompress_network(data), file_bytes=len(data),
+                            notes=["decoded from a compressed network; its sizes are of the decoded weights"])
 
 
 def _write_wbn(data: bytes, path: Path, protect: list[Path]) -> Path:
@@ -110,8 +124,9 @@ class NetworkView(QWidget):
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
         self.open_button = QPushButton("Open checkpoint…")
-        self.open_button.setToolTip("Open a .pt/.pth state dict, a .safetensors file, or a Hugging Face folder. "
-                                    "Pickled code is never run: such files are refused.")
+        self.open_button.setToolTip("Open a .pt/.pth state dict, a .safetensors file, a Hugging Face folder, or "
+                                    "a compressed .wbn network (shown decoded). Pickled code is never run: such "
+                                    "files are refused.")
         self.open_button.clicked.connect(self.open_dialog)
         self.demo_button = QPushButton("Demo network")
         demo_cls = NET_QUANTIZERS.get(demo.DEMO_QUANTIZER)
@@ -269,7 +284,7 @@ class NetworkView(QWidget):
             return False
         p = Path(path)
         self._then = then
-        self._start_io(f"Cannot open {p.name}", _call_job(f"reading {p.name}", open_checkpoint, p),
+        self._start_io(f"Cannot open {p.name}", _call_job(f"reading {p.name}", _open_network, p),
                        self._network_loaded)
         return True
 
@@ -287,7 +302,8 @@ class NetworkView(QWidget):
 
     def _network_loaded(self, net: OpenedCheckpoint) -> None:
         self.network, self.result, self.wbn_path, self.last_check = net, None, None, None
-        self._dialog_folder = str(net.path.parent)
+        if net.path.resolve().parent != demo.WEIGHTS.resolve().parent:   # never propose the app's own folder
+            self._dialog_folder = str(net.path.parent)
         self.file_label.setText(f"<b>{net.path.name}</b> · {len(net.state)} tensors · {net.parameters:,} "
                                 f"parameters · {format_size(net.file_bytes)}")
         self.file_label.setToolTip(str(net.path))
@@ -480,14 +496,14 @@ class NetworkView(QWidget):
 
     # -- drag and drop ---------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
-        if any(u.isLocalFile() and is_checkpoint_path(u.toLocalFile()) for u in event.mimeData().urls()):
+        if any(u.isLocalFile() and is_network_path(u.toLocalFile()) for u in event.mimeData().urls()):
             event.acceptProposedAction()
         else:
             event.ignore()                      # images go on to the main window, which opens them in Compare
 
     def dropEvent(self, event) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        nets = [p for p in paths if is_checkpoint_path(p)]
+        nets = [p for p in paths if is_network_path(p)]
         if nets:
             event.acceptProposedAction()
             self.open_path(nets[0])

@@ -24,3 +24,16 @@ def is_checkpoint_path(path: str | os.PathLike) -> bool:
     if p.is_dir():
         return (p / "model.safetensors").is_file() or any(p.glob("*.safetensors"))
     return p.suffix.lower() in SUFFIXES
+
+
+#: A network compressed by the workbench; the Network tab opens it as its decoded weights.
+COMPRESSED_SUFFIX = ".wbn"
+
+
+def is_network_path(path: str | os.PathLike) -> bool:
+    """What the Network tab opens: a checkpoint, or a compressed `.wbn` network.
+
+    >>> is_network_path("digits.wbn"), is_network_path("photo.png")
+    (True, False)
+    """
+    return is_checkpoint_path(path) or Path(path).suffix.lower() == COMPRESSED_SUFFIX
