@@ -2,6 +2,7 @@
 that are never shown as current when they are not, and names and words a newcomer can read."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -280,3 +281,40 @@ def test_pause_shows_in_the_progress_text(qtbot):
     assert live._bar.format().startswith("paused at ")
     with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
         runner.cancel()
+
+
+# ----- the RD tab
+def _point(codec, quality, image, bpp, psnr):
+    from workbench.core.bench import RDPoint
+    return RDPoint(codec, quality, image, bpp, psnr, None, None, 0.01, 0.01)
+
+
+def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbot):
+    from workbench.core.bench import BenchResult
+    from workbench.ui.rd_view import RDProgress, RDView, _summary_sentence
+
+    view = RDView(sweeps={"jpeg": (20, 50, 80), "webp": (30, 70)})
+    qtbot.addWidget(view)
+    view.set_selected_codecs(["jpeg", "webp"])
+    view.set_anchor("jpeg")
+    view.resize(1000, 560)
+    view.show()
+    qtbot.waitExposed(view)
+    header = view._table.horizontalHeader().height()
+    assert view._table.height() >= header + 3 * view._table.verticalHeader().defaultSectionSize()
+    # a sweep part-way into its second image: only the first image counts, for every codec
+    view._live, view._per_image, view._total_images = BenchResult(codecs=["jpeg", "webp"]), 5, 2
+    a = [_point("jpeg", 20, "a.png", 0.5, 28.0), _point("jpeg", 50, "a.png", 1.0, 32.0),
+         _point("jpeg", 80, "a.png", 2.0, 36.0), _point("webp", 30, "a.png", 0.4, 29.0),
+         _point("webp", 70, "a.png", 0.9, 33.0)]
+    b = [_point("jpeg", 20, "b.png", 3.0, 20.0), _point("jpeg", 50, "b.png", 6.0, 24.0)]
+    view._on_batch([RDProgress(i + 1, 10, "", point=p) for i, p in enumerate(a + b)])
+    expected = BenchResult(images=["a.png"], points=a, codecs=["jpeg", "webp"]).bd_table("jpeg")[0]["psnr"]
+    assert view._table.item(0, 1).text() == f"{expected:+.1f} %".replace("-", "−")
+    assert view._summary.text().startswith("So far: 1 of 2 images. At the same PSNR, WebP files are on average")
+    # the sentence covers every codec, a learned one by its model
+    rows = [{"codec": "webp", "psnr": -23.0}, {"codec": "learned", "psnr": -41.0},
+            {"codec": "jpeg2000", "psnr": math.nan}]
+    assert _summary_sentence(rows, "jpeg") == (
+        "At the same PSNR, Learned — dct-hyperprior-mse (PSNR) files are on average 41 % smaller than JPEG files, "
+        "WebP files 23 % smaller. No comparison yet for JPEG 2000 (too few points overlapping in quality).")

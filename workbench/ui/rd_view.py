@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,6 +33,7 @@ from workbench.core.codecs import all_codecs, codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Job, Progress, run
 from workbench.core.summary import GLOSSARY, size_phrase
+from workbench.ui.codec_panel import selection_name
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_plot_widget
 
@@ -93,6 +95,7 @@ class RDView(QWidget):
         self._live = BenchResult()             # the sweep in progress, or the last finished one
         self._result: BenchResult | None = None  # the last finished sweep (what exports write)
         self._per_image = 0
+        self._total_images = 0
         self._colors: dict[str, int] = {}
         self._second_plot = QTimer(self)
         self._second_plot.setSingleShot(True)
@@ -107,11 +110,14 @@ class RDView(QWidget):
         self._build_plots()
         self._build_table()
 
+        # The table must never collapse behind the splitter: a newcomer does not look for a handle.
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self._plots_box)
         right.addWidget(self._table_box)
+        right.setChildrenCollapsible(False)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
+        self._splitter = right
         layout = QHBoxLayout(self)
         layout.addWidget(self._controls)
         layout.addWidget(right, 1)
@@ -252,6 +258,9 @@ class RDView(QWidget):
         self._summary = QLabel("")
         self._summary.setWordWrap(True)
         self._summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Header and three rows at least, so the table shows content however the window is sized.
+        self._table.setMinimumHeight(self._table.horizontalHeader().sizeHint().height()
+                                     + 3 * self._table.verticalHeader().defaultSectionSize() + 4)
         self._table_box = QWidget()
         col = QVBoxLayout(self._table_box)
         col.setContentsMargins(0, 0, 0, 0)
@@ -308,6 +317,7 @@ class RDView(QWidget):
         if self.runner.is_running() or not images or not codecs:
             return
         self._per_image = sum(len(self._sweeps.get(c) or codec_class(c).sweep) for c in codecs)
+        self._total_images = len(images)
         self._live = BenchResult(codecs=list(codecs))
         self._result = None
         self._clear_plots()
@@ -443,13 +453,27 @@ class RDView(QWidget):
         self._curves[(codec, which)] = item
         return item
 
+    def _compared(self) -> BenchResult:
+        """The points of the images that every codec has finished: while a sweep runs, the next image's
+        first codecs are measured before its last ones, and means over different sets of images would
+        compare codecs on different pictures."""
+        src = self._live
+        if self._result is not None:
+            return self._result
+        need = {c: len(self._sweeps.get(c) or codec_class(c).sweep) for c in src.codecs}
+        counts = Counter((p.image, p.codec) for p in src.points)
+        done = [im for im in src.images if all(counts[(im, c)] >= n for c, n in need.items())]
+        return BenchResult(images=done, points=[p for p in src.points if p.image in done], codecs=list(src.codecs))
+
     @Slot()
     def _update_table(self) -> None:
-        source = self._live
+        source = self._compared()
         anchor = self.anchor()
         self._table.setRowCount(0)
         if not source.points or anchor is None:
-            self._summary.setText("")
+            waiting = self._result is None and self._live.points
+            self._summary.setText(f"So far: 0 of {_count(self._total_images, 'image')} measured with every codec."
+                                  if waiting else "")
             return
         if anchor not in source.codecs:
             self._summary.setText(f"{codec_class(anchor).label} was not part of this sweep; run it again with "
@@ -467,7 +491,10 @@ class RDView(QWidget):
                     item.setToolTip("No comparison: the two curves need at least two points each and must "
                                     "overlap in quality.")
                 self._table.setItem(r, col, item)
-        self._summary.setText(_summary_sentence(rows, anchor))
+        sentence = _summary_sentence(rows, anchor)
+        if self._result is None:                # running, or cancelled part-way
+            sentence = f"So far: {len(source.images)} of {_count(self._total_images, 'image')}. {sentence}"
+        self._summary.setText(sentence)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _scope_images(self) -> list[Path]:
@@ -599,22 +626,30 @@ class RDView(QWidget):
 
 
 def _summary_sentence(rows: list[dict], anchor: str) -> str:
-    """One plain sentence for the best codec, e.g. "At the same PSNR, WebP files are 23 % smaller than JPEG"."""
-    anchor_label = _short_label(anchor)
-    usable = [r for r in rows if math.isfinite(r["psnr"])]
+    """Every codec against the anchor, best first: "At the same PSNR, compared with JPEG files: AVIF files
+    are on average 41 % smaller, WebP files 23 % smaller." Codecs without an answer are named too."""
+    usable = sorted((r for r in rows if math.isfinite(r["psnr"])), key=lambda r: r["psnr"])
     if not usable:
         return "" if not rows else "Not enough overlapping points yet for a BD-rate comparison."
-    best = min(usable, key=lambda r: r["psnr"])
-    label = _short_label(best["codec"])
-    phrase = size_phrase(1.0, 1.0 + best["psnr"] / 100.0)
-    if phrase == "the same size as":
-        return f"At the same PSNR, {label} files are about the same size as {anchor_label} files."
-    return f"At the same PSNR, {label} files are on average {phrase} {anchor_label} files."
+    parts = []
+    for i, r in enumerate(usable):
+        phrase = size_phrase(1.0, 1.0 + r["psnr"] / 100.0)
+        phrase = "about the same size as" if phrase == "the same size as" else phrase
+        if i == 0:
+            parts.append(f"{_short_label(r['codec'])} files are on average {phrase} {_short_label(anchor)} files")
+        else:
+            parts.append(f"{_short_label(r['codec'])} files {phrase.removesuffix(' than').removesuffix(' as')}")
+    text = f"At the same PSNR, {', '.join(parts)}."
+    missing = [_short_label(r["codec"]) for r in rows if not math.isfinite(r["psnr"])]
+    if missing:
+        text += f" No comparison yet for {', '.join(missing)} (too few points overlapping in quality)."
+    return text
 
 
 def _short_label(codec: str) -> str:
-    """"WebP" rather than "WebP (libwebp, lossy)": the library detail is noise in a sentence."""
-    return codec_class(codec).label.split(" (")[0]
+    """"WebP" rather than "WebP (libwebp, lossy)": the library detail is noise in a sentence; a learned
+    codec is named with its model, so two learned codecs never read alike."""
+    return selection_name(codec, codec_class(codec).Options())
 
 
 def _pct(value: float) -> str:
