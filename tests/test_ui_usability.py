@@ -318,3 +318,47 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
     assert _summary_sentence(rows, "jpeg") == (
         "At the same PSNR, Learned — dct-hyperprior-mse (PSNR) files are on average 41 % smaller than JPEG files, "
         "WebP files 23 % smaller. No comparison yet for JPEG 2000 (too few points overlapping in quality).")
+
+
+# ----- the Live tab
+def test_live_tab_shows_a_sweeps_points_per_codec_not_numbers_against_steps(qtbot):
+    from workbench.ui.live_curves import LiveCurves
+    from workbench.ui.rd_view import RDProgress
+
+    live = LiveCurves()
+    qtbot.addWidget(live)
+    live.resize(900, 500)
+    live.show()
+    pts = [_point("jpeg", 20, "a.png", 0.5, 28.0), _point("jpeg", 50, "a.png", 1.0, 32.0),
+           _point("webp", 30, "a.png", 0.4, 29.0)]
+    live.add_events([RDProgress(i + 1, 6, "measuring", metrics={"bpp": p.bpp, "psnr": p.psnr}, point=p)
+                     for i, p in enumerate(pts)])
+    qtbot.wait(300)
+    assert live.rd_points.isVisible() and not live._canvas.isVisible() and not live._plots
+    assert live.rd_points.codecs() == ["jpeg", "webp"]
+    xs, ys = live.rd_points._items["jpeg"][0].getData()
+    assert list(xs) == [0.5, 1.0] and list(ys) == [28.0, 32.0]
+    _, secs = live.rd_points._items["webp"][1].getData()
+    assert list(secs) == [pytest.approx(0.02)]
+    legend = live.rd_points.legend.text()
+    assert "JPEG" in legend and "2 points" in legend and "WebP" in legend and "1 point," in legend
+
+
+def test_live_tab_charts_show_their_first_value(qtbot):
+    from workbench.core.jobs import Progress
+    from workbench.ui.live_curves import LiveCurves
+
+    live = LiveCurves()
+    qtbot.addWidget(live)
+    live.show()
+    # an optimization: rate every step, PSNR measured every fifth step
+    live.add_events([Progress(s, 100, "", {"rate_bpp": 1.0 / s, **({"psnr": 30.0} if s % 5 == 0 else {})})
+                     for s in range(1, 6)])
+    qtbot.waitUntil(live.is_drawn, timeout=WAIT_MS)
+    psnr = live._plots["psnr"]
+    assert psnr.raw.opts["symbol"] == "o" and list(psnr.raw.getData()[1]) == [30.0]     # a dot, not nothing
+    assert live._plots["rate_bpp"].raw.opts["symbol"] is None                             # dense: a line
+    live.add_events([Progress(s, 100, "", {"rate_bpp": 1.0 / s, **({"psnr": 31.0} if s % 5 == 0 else {})})
+                     for s in range(6, 11)])
+    qtbot.waitUntil(live.is_drawn, timeout=WAIT_MS)
+    assert psnr.raw.opts["symbol"] == "o" and list(psnr.raw.getData()[1]) == [30.0, 31.0]

@@ -10,6 +10,7 @@ redraws cheap however long the run gets.
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 from scipy.signal import lfilter
 
+from workbench.core.codecs import codec_class
+from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Progress
 from workbench.ui.job_runner import JobRunner
 
@@ -153,11 +156,19 @@ class _MetricPlot:
         plot.hideButtons()
         self.raw = plot.plot([], [])
         self.smooth = plot.plot([], [])
+        self.dots = False
         plot.setToolTip(f"{self.info.help}\n\nHorizontal axis: step of the job." if self.info.help
                         else "Horizontal axis: step of the job.")
 
     def redraw(self) -> None:
         n = self.series.n
+        # A metric measured every few steps (an optimization's PSNR) would leave its chart empty until its
+        # second value and then draw a faint line: dots show every value from the first one on.
+        dots = n < 2 or (self.series.spacing or 1) > 1
+        if dots != self.dots:                       # dots on thousands of dense points would cost redraws
+            self.dots = dots
+            self.raw.setSymbol("o" if dots else None)
+            self.raw.setSymbolSize(5)
         self.raw.setData(self.series.x[:n], self.series.y[:n])
         self.smooth.setData(self.series.x[:n], self.series.ema[:n])
 
@@ -175,6 +186,105 @@ def _fmt(v: float) -> str:
     if a >= 1000 or a < 0.01:
         return f"{v:.3g}"
     return f"{v:.4g}" if a < 1 else f"{v:.2f}"
+
+
+class RDPointsView(QWidget):
+    """A sweep as it goes: every measured point (one image at one setting) placed at its rate and quality,
+    per codec, and the time each point took. Plotting a sweep's bpp and PSNR against the point number
+    would draw a sawtooth per setting that means nothing to anyone."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.rd_plot, self.time_plot = pg.PlotWidget(), pg.PlotWidget()
+        for widget, bottom, left, tip in (
+                (self.rd_plot, "bits per pixel (bpp)", "PSNR (dB)",
+                 "Each dot is one image at one setting; up and to the left is better."),
+                (self.time_plot, "point", "seconds", "Encode plus decode time of each point, in the order "
+                 "they were measured.")):
+            plot = widget.getPlotItem()
+            plot.setLabel("bottom", bottom)
+            plot.setLabel("left", left)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            widget.setToolTip(tip)
+            widget.setMinimumSize(200, 150)
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        row = QHBoxLayout()
+        row.addWidget(self.rd_plot, 3)
+        row.addWidget(self.time_plot, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row, 1)
+        lay.addWidget(self.legend)
+        self._data: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
+        self._items: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self.restyle()
+
+    def clear(self) -> None:
+        for rd, t in self._items.values():
+            self.rd_plot.removeItem(rd)
+            self.time_plot.removeItem(t)
+        self._items.clear()
+        self._data.clear()
+        self.legend.setText("")
+
+    def add(self, numbered_points: Iterable[tuple[int, object]]) -> None:
+        """(point number, RDPoint) pairs; a point names its codec, rate, PSNR and times."""
+        for step, p in numbered_points:
+            bpp, psnr, secs, steps = self._data.setdefault(p.codec, ([], [], [], []))
+            bpp.append(p.bpp)
+            psnr.append(p.psnr)
+            secs.append(p.encode_s + p.decode_s)
+            steps.append(step)
+        dark = is_dark(self.palette())
+        for i, (codec, (bpp, psnr, secs, steps)) in enumerate(self._data.items()):
+            if codec not in self._items:
+                self._items[codec] = (self.rd_plot.plot([], [], pen=None, symbol="o", symbolSize=6),
+                                      self.time_plot.plot([], [], pen=None, symbol="o", symbolSize=5))
+                self._color(codec, i, dark)
+            rd, t = self._items[codec]
+            rd.setData(bpp, psnr)
+            t.setData(steps, secs)
+        self._legend(dark)
+
+    def codecs(self) -> list[str]:
+        return list(self._data)
+
+    def restyle(self) -> None:
+        pal = self.palette()
+        for widget in (self.rd_plot, self.time_plot):
+            style_plot_widget(widget, pal)
+        dark = is_dark(pal)
+        for i, codec in enumerate(self._items):
+            self._color(codec, i, dark)
+        self._legend(dark)
+
+    def _color(self, codec: str, index: int, dark: bool) -> None:
+        color = series_color(index, dark)
+        for item in self._items[codec]:
+            item.setSymbolBrush(color)
+            item.setSymbolPen(pg.mkPen(color))
+
+    def _legend(self, dark: bool) -> None:
+        """Below the plots, so it never covers a point: codec, points so far, mean time per point."""
+        parts = []
+        for i, (codec, (_, _, secs, _)) in enumerate(self._data.items()):
+            color = series_color(i, dark).name()
+            parts.append(f'<span style="color:{color}">●</span> {html.escape(codec_name(codec))}: '
+                         f'{len(secs)} point{"s" * (len(secs) != 1)}, {_duration(sum(secs) / len(secs))} each')
+        self.legend.setText("&nbsp;&nbsp; ".join(parts))
+
+
+def codec_name(spec: str) -> str:
+    """A codec as people read it; a codec spec with options ("learned:quantizer=tcq8") keeps them."""
+    name, _, opts = spec.partition(":")
+    try:
+        label = codec_class(name).label
+    except (KeyError, WorkbenchError):
+        return spec
+    return f"{label} ({opts})" if opts else label
 
 
 class LiveCurves(QWidget):
@@ -252,6 +362,9 @@ class LiveCurves(QWidget):
         layout.addWidget(self._empty, 1)
         layout.addWidget(self._canvas, 1)
         self._canvas.hide()
+        self.rd_points = RDPointsView()
+        layout.addWidget(self.rd_points, 1)
+        self.rd_points.hide()
         self._apply_palette()
 
     # -- public API ------------------------------------------------------------------------------
@@ -291,6 +404,8 @@ class LiveCurves(QWidget):
         self._dirty.clear()
         self._redraw_timer.stop()
         self._canvas.hide()
+        self.rd_points.clear()
+        self.rd_points.hide()
         self._empty.show()
         self._last = None
         self._started_at = None
@@ -305,6 +420,13 @@ class LiveCurves(QWidget):
             return
         if self._started_at is None:
             self._started_at = time.monotonic()
+        points = [(ev.step, ev.point) for ev in events if getattr(ev, "point", None) is not None]
+        if points:                                   # a sweep: its points, not its numbers against steps
+            self.rd_points.add(points)
+            self._empty.hide()
+            self.rd_points.show()
+            self._show_progress(events[-1])
+            return
         columns: dict[str, tuple[list[float], list[float]]] = {}
         for ev in events:
             for key, value in ev.metrics.items():
@@ -495,6 +617,7 @@ class LiveCurves(QWidget):
     def _apply_palette(self) -> None:
         for mp in self._plots.values():
             self._style_plot(mp)
+        self.rd_points.restyle()
 
     def _style_plot(self, mp: _MetricPlot) -> None:
         pal = self.palette()
@@ -503,6 +626,8 @@ class LiveCurves(QWidget):
         faint = QColor(color)
         faint.setAlpha(70)
         mp.raw.setPen(pg.mkPen(faint, width=1))
+        mp.raw.setSymbolBrush(color)
+        mp.raw.setSymbolPen(pg.mkPen(color))
         mp.smooth.setPen(pg.mkPen(color, width=2))
         mp.plot.setTitle(mp.title(), color=fg.name(), size="9pt")
 
