@@ -362,3 +362,48 @@ def test_live_tab_charts_show_their_first_value(qtbot):
                      for s in range(6, 11)])
     qtbot.waitUntil(live.is_drawn, timeout=WAIT_MS)
     assert psnr.raw.opts["symbol"] == "o" and list(psnr.raw.getData()[1]) == [30.0, 31.0]
+
+
+# ----- what a comparison tool should have
+def test_match_size_and_target_size(qtbot, window):
+    open_chapel(qtbot, window, left=("jpeg", {"quality": 60}), right=("webp", {"quality": 90}))
+    left, right = window.compare.left, window.compare.right
+    right.size.match_button.click()
+    assert window.compare.view.mark(1).startswith("Old picture: searching")
+    wait_encoded(qtbot, window, "right")
+    assert abs(right.result.size_bytes / left.result.size_bytes - 1) < 0.1
+    assert right.panel.selection() == right.selection                   # the panel shows the quality found
+    right.size.target.setValue(2.5)
+    right.size.target_button.click()
+    wait_encoded(qtbot, window, "right")
+    assert abs(right.result.size_bytes / 2500 - 1) < 0.15
+    assert window.compare.view.caption(1).startswith(f"WebP · quality {right.selection.options.quality:g}")
+
+
+def test_swap_copy_ab_key_and_zoom_presets(qtbot, window):
+    from PySide6.QtTest import QTest
+
+    open_chapel(qtbot, window, left=("jpeg", {"quality": 30}), right=("webp", {"quality": 70}))
+    compare = window.compare
+    left, right = compare.left, compare.right
+    before = left.result, right.result
+    window.act_swap.trigger()
+    assert (left.result, right.result) == before[::-1] and not compare.worker.is_pending("left")
+    assert left.panel.codec() == "webp" and right.panel.codec() == "jpeg"
+    assert compare.view.caption(0).startswith("WebP · quality 70")
+    right.copy_button.click()
+    assert left.panel.codec() == "jpeg" and left.result is right.result
+    assert compare.view.caption(0) == compare.view.caption(1)
+    # A/B: hold Space to see the other side in full, release to get the split back
+    view = compare.view
+    view.divider = 0.4
+    QTest.keyPress(view, Qt.Key.Key_Space)
+    assert view.divider in (0.0, 1.0)
+    QTest.keyRelease(view, Qt.Key.Key_Space)
+    assert view.divider == 0.4
+    window.act_zoom_200.trigger()
+    assert view.scale == 2.0
+    window.act_zoom_400.trigger()
+    assert view.scale == 4.0
+    window.act_fit.trigger()
+    assert view.scale == pytest.approx(min(view.width() / 192, view.height() / 176))

@@ -491,6 +491,40 @@ class CodecPanel(QGroupBox):
         self._form_host.setVisible(True)
 
 
+class SizeTarget(QGroupBox):
+    """One side's file size on request: as large as the other side's file, or a size typed in kB. The
+    codec's quality is searched (`core.target_size`); the other options stay as they are."""
+
+    match_requested = Signal()              # as large as the other side's file
+    target_requested = Signal(int)          # bytes
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("File size", parent)
+        self.match_button = QToolButton()
+        self.match_button.setText("Match the other side")
+        self.match_button.setToolTip("Search this codec's quality setting whose file is as close as possible to "
+                                     "the other side's file size, for a comparison at equal size.")
+        self.match_button.clicked.connect(self.match_requested)
+        self.target = QDoubleSpinBox()
+        self.target.setRange(0.1, 1e6)
+        self.target.setDecimals(1)
+        self.target.setValue(20.0)
+        self.target.setSuffix(" kB")
+        self.target.setToolTip("A file size to aim at, in kilobytes (1 kB = 1000 bytes).")
+        self.target_button = QToolButton()
+        self.target_button.setText("Make it this size")
+        self.target_button.setToolTip("Search this codec's quality setting whose file is closest to the size "
+                                      "typed beside it.")
+        self.target_button.clicked.connect(lambda: self.target_requested.emit(round(self.target.value() * 1000)))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Target"))
+        row.addWidget(self.target, 1)
+        row.addWidget(self.target_button)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.match_button)
+        lay.addLayout(row)
+
+
 class SideMetrics(QWidget):
     """The numbers under one side, each with a plain-word tooltip, and a copy-command button; during a long
     encode also its progress, a link to its curves and a Cancel button."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QAction, QColor, QFont, QGuiApplication, QImage, QLinearGradient, QPainter, QPalette, QPen, QPixmap,
+    QAction, QColor, QCursor, QFont, QGuiApplication, QImage, QLinearGradient, QPainter, QPalette, QPen, QPixmap,
 )
 from PySide6.QtWidgets import (
     QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QStackedLayout, QToolButton, QVBoxLayout, QWidget,
@@ -33,7 +33,9 @@ from PySide6.QtWidgets import (
 from workbench.core.errors import WorkbenchError
 from workbench.core.images import LoadedImage
 from workbench.core.summary import GLOSSARY, Measurement, RateCurve, format_size, summarize
-from workbench.ui.codec_panel import CodecPanel, Selection, SideMetrics, selection_name, setting_text
+from workbench.ui.codec_panel import (
+    CodecPanel, Selection, SideMetrics, SizeTarget, selection_name, setting_text,
+)
 from workbench.ui.encode_worker import Worker
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.export import cli_command
@@ -74,6 +76,11 @@ def is_long(sel: Selection) -> bool:
 def _match_size(*args):
     from workbench.core.target_size import match_size_job
     return match_size_job(*args)
+
+
+def _target_size(*args):
+    from workbench.core.target_size import target_size_job
+    return target_size_job(*args)
 
 
 def _sweep(*args):
@@ -151,6 +158,7 @@ class SplitView(QWidget):
         self.divider = 0.5
         self._drag: str | None = None               # "divider" | "pan"
         self._last = QPointF()
+        self._held_divider: float | None = None     # the divider while the A/B key is held
 
     # ----- content
     def set_original(self, rgb: np.ndarray) -> None:
@@ -388,6 +396,40 @@ class SplitView(QWidget):
         else:
             self.fit()
 
+    # ----- A/B: hold the key to see the other side across the whole view
+    AB_KEY = Qt.Key.Key_Space
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == self.AB_KEY and self._original is not None:
+            if not event.isAutoRepeat() and self._held_divider is None:
+                self.show_full(1 - self.side_under_cursor())
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        if event.key() == self.AB_KEY and not event.isAutoRepeat():
+            self.end_full()
+            return
+        super().keyReleaseEvent(event)
+
+    def side_under_cursor(self) -> int:
+        """0 (left) or 1 (right): where the mouse is, left when it is not over the view."""
+        pos = self.mapFromGlobal(QCursor.pos())
+        inside = self.rect().contains(pos)
+        return int(inside and pos.x() >= self.divider * self.width())
+
+    def show_full(self, index: int) -> None:
+        """Side `index` across the whole view, until `end_full` puts the divider back."""
+        if self._held_divider is None:
+            self._held_divider = self.divider
+        self.divider = 1.0 if index == 0 else 0.0
+        self.update()
+
+    def end_full(self) -> None:
+        if self._held_divider is not None:
+            self.divider, self._held_divider = self._held_divider, None
+            self.update()
+
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps and self._original is not None:
@@ -412,6 +454,8 @@ class _Side:
     wanted: Selection | None = None
     running: Selection | None = None
     shown: tuple[Selection, CompressResult | None] | None = None
+    size: SizeTarget | None = None
+    copy_button: QToolButton | None = None
 
 
 class CompareView(QWidget):
@@ -461,7 +505,13 @@ class CompareView(QWidget):
 
     # ----- construction
     def _make_side(self, name: str, index: int, title: str) -> _Side:
-        side = _Side(name, index, CodecPanel(title), SideMetrics(), JobRunner(self))
+        side = _Side(name, index, CodecPanel(title), SideMetrics(), JobRunner(self), size=SizeTarget())
+        side.size.match_requested.connect(partial(self.match_other, side))
+        side.size.target_requested.connect(partial(self.make_size, side))
+        side.copy_button = QToolButton()
+        side.copy_button.setText("Copy settings to the other side")
+        side.copy_button.setToolTip("Give the other side this side's codec and settings (and its result).")
+        side.copy_button.clicked.connect(partial(self.copy_to_other, side))
         side.panel.changed.connect(partial(self._panel_changed, side))
         side.metrics.copy_button.clicked.connect(partial(self.copy_command, name))
         side.metrics.cancel_button.clicked.connect(partial(self._cancel_job, side))
@@ -478,6 +528,8 @@ class CompareView(QWidget):
         v = QVBoxLayout(host)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(side.panel)
+        v.addWidget(side.copy_button)
+        v.addWidget(side.size)
         box = QFrame()
         box.setFrameShape(QFrame.Shape.StyledPanel)
         inner = QVBoxLayout(box)
@@ -722,6 +774,78 @@ class CompareView(QWidget):
         self._mark_old(side, "Old picture: the new settings failed")
         self.status_message.emit(f"{side.name.capitalize()} side: encoding failed: {message}.")
         self._show_summary()
+
+    # ----- sizes on request, swapping and copying sides
+    def other(self, side: _Side) -> _Side:
+        return self.right if side is self.left else self.left
+
+    def match_other(self, side: _Side) -> bool:
+        """This side's quality searched for a file as large as the other side's."""
+        other = self.other(side)
+        size = other.result.size_bytes if other.result is not None else \
+            (self.image.file_size if other.selection.codec is None and self.image is not None else None)
+        if size is None:
+            self.status_message.emit("The other side has no file yet to match; wait for it or choose a codec there.")
+            return False
+        return self.make_size(side, size)
+
+    def make_size(self, side: _Side, target_bytes: int) -> bool:
+        """Search this side's quality whose file is closest to `target_bytes`, then show that result."""
+        sel = side.panel.selection()
+        if self.image is None or sel.codec is None:
+            self.status_message.emit("Choose a codec on this side first: the original file has one size only.")
+            return False
+        self.worker.cancel(side.name)
+        self._stop_job(side)
+        side.selection, side.result, side.failed = sel, None, False
+        side.metrics.show_busy(f"Searching the {selection_name(sel.codec, sel.options)} setting closest to "
+                               f"{format_size(target_bytes)}…")
+        self._mark_old(side, f"Old picture: searching the setting for {format_size(target_bytes)}…")
+        self._show_summary()
+        self.worker.submit(side.name, partial(_target_size, self.image.rgb, sel.codec, target_bytes, sel.options),
+                           on_done=partial(self._sized, side, sel), on_error=partial(self._failed, side),
+                           on_progress=lambda p: side.metrics.show_busy(f"Searching: {p.message}…"))
+        return True
+
+    def _sized(self, side: _Side, sel: Selection, found) -> None:
+        side.panel.set_selection(sel.codec, {**sel.values, "quality": found.quality})
+        self._encoded(side, side.panel.selection(), found.result)
+        off = found.result.size_bytes / found.target_bytes - 1.0
+        self.status_message.emit(f"{side.name.capitalize()} side: {setting_text(sel.codec, found.quality)} gives "
+                                 f"{format_size(found.result.size_bytes)} ({off * 100:+.1f} % from the target), "
+                                 f"found in {len(found.probes)} trial encodes.")
+
+    def copy_to_other(self, side: _Side) -> None:
+        """The other side gets this side's codec and settings, and its result when there is one."""
+        other, sel = self.other(side), side.panel.selection()
+        other.panel.set_selection(sel.codec, sel.values)
+        if side.result is not None and side.selection == sel:
+            self.worker.cancel(other.name)
+            self._stop_job(other)
+            other.failed = False
+            self._encoded(other, sel, side.result)
+        else:
+            self._encode(other)
+
+    def swap_sides(self) -> None:
+        """Exchange the two sides' settings and results (no re-encode when both are finished)."""
+        left, right = self.left, self.right
+        states = left.panel.state(), right.panel.state()
+        for side, state in zip((left, right), reversed(states)):
+            side.panel.set_selection(state["codec"] or None, state["options"])
+        busy = any(self.worker.is_pending(s.name) or s.runner.is_running() or s.failed for s in self.sides())
+        if self.image is None or busy:
+            for side in self.sides():
+                self._encode(side)
+            return
+        kept = [(s.selection, s.result, s.shown) for s in (right, left)]
+        for side, (sel, result, shown) in zip((left, right), kept):
+            side.shown = shown
+            if sel.codec is None:
+                side.selection, side.result = sel, None
+                self._show_original(side)
+            else:
+                self._encoded(side, sel, result)
 
     # ----- demo: a contender matched to an anchor's file size
     def show_matched(self, image: LoadedImage, anchor: Selection, contender: Selection) -> None:

@@ -208,6 +208,12 @@ class MainWindow(QMainWindow):
         self.act_fit = self._action("&Fit to Window", view.fit, "Ctrl+0", "Show the whole image")
         self.act_actual = self._action("&Actual Size (100 %)", view.actual_size, "Ctrl+1",
                                        "One image pixel per screen pixel")
+        self.act_zoom_200 = self._action("Zoom 200 %", partial(view.zoom_to, 2.0), "Ctrl+2",
+                                         "Two screen pixels per image pixel: block edges and ringing show")
+        self.act_zoom_400 = self._action("Zoom 400 %", partial(view.zoom_to, 4.0), "Ctrl+4",
+                                         "Four screen pixels per image pixel")
+        self.act_swap = self._action("&Swap Sides", self.compare.swap_sides, "Ctrl+Shift+X",
+                                     "Exchange the left and right sides' settings and results")
         self.act_zoom_in = self._action("Zoom &In", view.zoom_in, ["+", "=", QKeySequence.StandardKey.ZoomIn],
                                         "Zoom in (also the mouse wheel)")
         self.act_zoom_out = self._action("Zoom &Out", view.zoom_out, ["-", QKeySequence.StandardKey.ZoomOut],
@@ -232,8 +238,8 @@ class MainWindow(QMainWindow):
 
     def _image_actions(self) -> list[QAction]:
         """Actions that need an open image; disabled until there is one."""
-        return [self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out, self.act_heat, self.act_export,
-                self.act_copy_cli]
+        return [self.act_fit, self.act_actual, self.act_zoom_200, self.act_zoom_400, self.act_zoom_in,
+                self.act_zoom_out, self.act_heat, self.act_export, self.act_copy_cli, self.act_swap]
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -245,9 +251,10 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction(self.act_quit)
         m = mb.addMenu("&View")
-        m.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out])
+        m.addActions([self.act_fit, self.act_actual, self.act_zoom_200, self.act_zoom_400, self.act_zoom_in,
+                      self.act_zoom_out])
         m.addSeparator()
-        m.addAction(self.act_heat)
+        m.addActions([self.act_heat, self.act_swap])
         m.addSeparator()
         m.addActions([self.act_prev, self.act_next])
         m = mb.addMenu("&Help")
@@ -262,10 +269,12 @@ class MainWindow(QMainWindow):
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         tb.addActions([self.act_open, self.act_open_folder, self.act_demo, self.act_demo_net])
         tb.addSeparator()
-        for act, text in ((self.act_fit, "Fit"), (self.act_actual, "1:1"), (self.act_zoom_in, "Zoom +"),
+        for act, text in ((self.act_fit, "Fit"), (self.act_actual, "1:1"), (self.act_zoom_200, "200 %"),
+                          (self.act_zoom_400, "400 %"), (self.act_swap, "Swap"), (self.act_zoom_in, "Zoom +"),
                           (self.act_zoom_out, "Zoom −"), (self.act_heat, "Heat map"), (self.act_help, "Help")):
             act.setIconText(text)                  # short toolbar labels; menus keep the full text
-        tb.addActions([self.act_fit, self.act_actual, self.act_zoom_in, self.act_zoom_out, self.act_heat])
+        tb.addActions([self.act_fit, self.act_actual, self.act_zoom_200, self.act_zoom_400, self.act_heat,
+                       self.act_swap])
         tb.addSeparator()
         tb.addActions([self.act_export, self.act_help])
 
@@ -563,7 +572,9 @@ class HelpDialog(QDialog):
         keys = [("Ctrl+O", "open images"), ("Ctrl+Shift+O", "open a folder"),
                 ("Ctrl+Shift+N", "open a network checkpoint"), ("Page Up / Page Down",
                 "previous / next image"), ("Ctrl+S", "export"), ("Ctrl+Shift+C", "copy the right side's CLI command"),
-                ("Ctrl+0", "fit the image to the window"), ("Ctrl+1", "actual size (100 %)"), ("+ / −", "zoom"),
+                ("Ctrl+0", "fit the image to the window"), ("Ctrl+1", "actual size (100 %)"),
+                ("Ctrl+2 / Ctrl+4", "zoom 200 % / 400 %"), ("+ / −", "zoom"),
+                ("Space (hold)", "show the other side across the whole picture"), ("Ctrl+Shift+X", "swap sides"),
                 ("Ctrl+D", "difference heat map"), ("F1", "this help"), ("Ctrl+Q", "quit")]
         html = ["<h2>Comparing codecs</h2>",
                 "<p>Open an image (or drop it, or a folder of images, onto the window). Each side of the compare view "
