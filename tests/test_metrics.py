@@ -1,6 +1,8 @@
 import ast
 import io
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +143,27 @@ def test_core_metrics_does_not_import_reference_or_qt():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"pytorch_msssim", "PySide6", "PyQt5", "PyQt6", "pyqtgraph"}
+
+
+@pytest.mark.parametrize("crop", [(161, 161), (175, 191), (176, 163), (192, 176)])
+def test_numpy_ms_ssim_equals_the_differentiable_one(original, crop):
+    """Benchmarks measure with numpy and training optimizes the torch version: they must agree."""
+    h, w = crop
+    a = np.ascontiguousarray(original[:h, :w])
+    for b in (_jpeg(a, 15), _noise(a, 20), _blur(a, 3)):
+        assert ms_ssim(a, b) == pytest.approx(ms_ssim_torch(_tensor(a), _tensor(b)).item(), abs=1e-12)
+
+
+def test_grayscale_ms_ssim_is_one_channel(original):
+    gray = np.ascontiguousarray(original[:, :, 1])
+    assert ms_ssim(gray, _jpeg(original, 30)[:, :, 1]) == pytest.approx(
+        _reference(gray[:, :, None], _jpeg(original, 30)[:, :, 1:2]), abs=1e-4)
+
+
+def test_measuring_does_not_import_torch():
+    code = ("import sys, numpy as np; from workbench.core.compress import compress_image; "
+            "rgb = (np.arange(200 * 200 * 3) % 251).astype(np.uint8).reshape(200, 200, 3); "
+            "r = compress_image(rgb, 'jpeg', quality=50); assert r.quality.ms_ssim is not None; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -6,6 +6,10 @@ library; it reproduces `pytorch_msssim.ms_ssim(x, y, data_range=255)` (Wang et a
 relu on the contrast terms) so numbers stay comparable with published results. The one deliberate
 difference: pytorch-msssim builds its Gaussian in float32, whose taps sum to 1 only within ~1e-7,
 and that biases its results by a few 1e-7; ours is built in float64.
+
+Measuring uses numpy only, so a command that encodes a JPEG never pays for importing torch; the
+differentiable version for training (`ms_ssim_torch`) lives in `metrics_torch` and is the same
+computation, equal to this one to rounding.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from workbench.core.errors import ImageError
 
@@ -29,7 +31,7 @@ _C1 = (0.01 * _PEAK) ** 2
 _C2 = (0.03 * _PEAK) ** 2
 # Four 2x halvings must leave at least one full window at the coarsest scale.
 MS_SSIM_MIN_SIDE = (_WIN - 1) * 2 ** (len(_WEIGHTS) - 1) + 1  # 161
-# Output columns per block of the banded-matrix filter; ~32 balances matmul size against padding.
+# Output rows per block of the banded-matrix filter; ~32 balances matmul size against padding.
 _BLOCK = 32
 
 
@@ -46,11 +48,42 @@ def psnr(a, b) -> float:
 def ms_ssim(a, b) -> float:
     """MS-SSIM of two images, computed in float64 so that values near 1 survive conversion to dB.
 
-    Takes HxWxC (or HxW) uint8 arrays, or N,C,H,W tensors in 0..255; a batch gives its mean.
+    Takes HxWxC (or HxW) uint8 arrays, or N,C,H,W tensors in 0..255 (a batch gives its mean; tensors
+    go through `ms_ssim_torch`, since whoever holds one has imported torch already).
     """
-    x, y = _as_batch(a), _as_batch(b)
-    with torch.no_grad():
-        return float(ms_ssim_torch(x, y).mean())
+    if type(a).__module__.startswith("torch") or type(b).__module__.startswith("torch"):
+        import torch
+
+        from workbench.core.metrics_torch import as_batch, ms_ssim_torch as impl
+
+        with torch.no_grad():
+            return float(impl(as_batch(a), as_batch(b)).mean())
+    from threadpoolctl import threadpool_limits
+
+    x, y = _as_hwc(a), _as_hwc(b)
+    _check_same_shape(x.shape, y.shape)
+    check_ms_ssim_size(x.shape[0], x.shape[1])
+    levels = []
+    # The filter is many small GEMMs: BLAS threads gain little on them and, on a busy machine (or
+    # beside the other processes of a parallel bench), made one MS-SSIM take seconds instead of 0.1 s.
+    with threadpool_limits(1, user_api="blas"):
+        for level in range(len(_WEIGHTS)):
+            last = level == len(_WEIGHTS) - 1
+            ssim, cs = _ssim_terms(x, y, last)
+            if not last:
+                levels.append(np.maximum(cs, 0.0))
+                x, y = _pool(x), _pool(y)
+    levels.append(np.maximum(ssim, 0.0))
+    per_channel = np.prod(np.stack(levels) ** np.asarray(_WEIGHTS)[:, None], axis=0)
+    return float(per_channel.mean())
+
+
+def ms_ssim_torch(x, y):
+    """Per-image MS-SSIM of N,C,H,W tensors in 0..255, differentiable so it can serve as a loss
+    (see `metrics_torch.ms_ssim_torch`)."""
+    from workbench.core.metrics_torch import ms_ssim_torch as impl
+
+    return impl(x, y)
 
 
 def ms_ssim_db(value: float) -> float:
@@ -60,105 +93,94 @@ def ms_ssim_db(value: float) -> float:
     return min(MAX_DB, -10.0 * math.log10(1.0 - value))
 
 
-def ms_ssim_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image MS-SSIM of N,C,H,W tensors in 0..255, differentiable so it can serve as a loss.
-
-    Runs in the inputs' dtype (float32 for training; `ms_ssim` passes float64). As in
-    pytorch-msssim, relu(cs) ** weight has no finite gradient where a contrast term is exactly 0.
-    """
-    _check_same_shape(tuple(x.shape), tuple(y.shape))
-    if x.dim() != 4:
-        raise ImageError(f"MS-SSIM needs N,C,H,W tensors, got shape {tuple(x.shape)}")
-    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
-        h, w = x.shape[-2:]
+def check_ms_ssim_size(h: int, w: int) -> None:
+    if min(h, w) < MS_SSIM_MIN_SIDE:
         raise ImageError(
             f"image of {w}x{h} px is too small for MS-SSIM: both sides must be at least "
             f"{MS_SSIM_MIN_SIDE} px (5 scales of an 11 px window)"
         )
-    kernel = _gaussian(x.dtype, x.device)
-    weights = x.new_tensor(_WEIGHTS)
-    levels = []
-    for level in range(len(_WEIGHTS)):
-        ssim, cs = _ssim_terms(x, y, kernel)
-        if level < len(_WEIGHTS) - 1:
-            levels.append(torch.relu(cs))
-            padding = [s % 2 for s in x.shape[-2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
-            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
-    levels.append(torch.relu(ssim))
-    per_channel = torch.prod(torch.stack(levels) ** weights.view(-1, 1, 1), dim=0)
-    return per_channel.mean(dim=1)
 
 
-def _ssim_terms(x, y, kernel):
-    """Mean SSIM and contrast-structure terms per image and channel at one scale.
+def _ssim_terms(x, y, with_ssim):
+    """Mean contrast-structure terms per channel at one scale of H,W,C float64 arrays, and the mean
+    SSIM when `with_ssim` (only the coarsest scale uses it).
 
-    Four filtered maps suffice: the cs denominator only needs the sum of the two variances. They
-    are filtered one by one, not stacked, because buffers above glibc's 32 MB mmap limit are
-    page-faulted afresh on every allocation, which made a stacked 768x512 pass twice as slow.
+    Four filtered maps suffice: the cs denominator only needs the sum of the two variances.
     """
-    mu_x, mu_y, sq_sum, xy = (_blur(t, kernel) for t in (x, y, x * x + y * y, x * y))
+    mu_x, mu_y, sq_sum, xy = (_blur(t) for t in (x, y, x * x + y * y, x * y))
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     cs_map = (2 * (xy - mu_xy) + _C2) / (sq_sum - mu_xx - mu_yy + _C2)
+    channels = x.shape[-1]
+    cs = cs_map.reshape(-1, channels).mean(axis=0)
+    if not with_ssim:
+        return None, cs
     ssim_map = (2 * mu_xy + _C1) / (mu_xx + mu_yy + _C1) * cs_map
-    return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
+    return ssim_map.reshape(-1, channels).mean(axis=0), cs
 
 
-def _blur(t, kernel):
-    """Separable 'valid' Gaussian filter over the last two dims.
+def _blur(t):
+    """Separable 'valid' Gaussian filter of an H,W,C array; returns a (W-10, H-10, C) array.
 
-    torch has no fast float64 convolution on CPU; multiplying overlapping blocks by a small banded
-    matrix turns each 1-D pass into one GEMM, several times faster than conv2d in float64.
+    Each 1-D pass filters along the first axis, whose rows are contiguous, as one batched GEMM of
+    a small banded matrix with overlapping row blocks (views, not copies); a single transpose
+    between the passes turns columns into rows. The result stays transposed: only its per-channel
+    means are used.
     """
-    return _blur_last(_blur_second_last(t, kernel), kernel)
+    h, w, c = t.shape
+    rows = _filter_rows(t.reshape(h, w * c)).reshape(h - _WIN + 1, w, c)
+    cols = np.ascontiguousarray(rows.transpose(1, 0, 2)).reshape(w, -1)
+    return _filter_rows(cols).reshape(w - _WIN + 1, h - _WIN + 1, c)
 
 
-def _blur_second_last(t, kernel):
-    n_out, block, n_blocks = _blocks(t.shape[-2])
-    t = F.pad(t, (0, 0, 0, n_blocks * block - n_out))
-    windows = t.unfold(-2, block + _WIN - 1, block).transpose(-1, -2)  # (..., blocks, taps, W)
-    return (_band(kernel, block).T @ windows).flatten(-3, -2)[..., :n_out, :]
-
-
-def _blur_last(t, kernel):
-    n_out, block, n_blocks = _blocks(t.shape[-1])
-    t = F.pad(t, (0, n_blocks * block - n_out))
-    # reshape copies the overlapping windows once so the product is a single GEMM instead of a
-    # batched one that torch would run matrix by matrix.
-    windows = t.unfold(-1, block + _WIN - 1, block).reshape(-1, block + _WIN - 1)
-    return (windows @ _band(kernel, block)).view(*t.shape[:-1], -1)[..., :n_out]
-
-
-def _blocks(length):
-    n_out = length - _WIN + 1
+def _filter_rows(t):
+    n_rows, n_cols = t.shape
+    n_out = n_rows - _WIN + 1
     block = min(_BLOCK, n_out)
-    return n_out, block, -(-n_out // block)
+    n_blocks = n_out // block
+    band = _band(block)
+    out = np.empty((n_out, n_cols))
+    s0, s1 = t.strides
+    windows = np.lib.stride_tricks.as_strided(t, (n_blocks, block + _WIN - 1, n_cols), (block * s0, s0, s1))
+    np.matmul(band, windows, out=out[: n_blocks * block].reshape(n_blocks, block, n_cols))
+    if n_blocks * block < n_out:       # the last rows: one more block, aligned to the end
+        np.matmul(band, t[n_out - block:], out=out[n_out - block:])
+    return out
 
 
-def _band(kernel, block):
-    """(block + 10) x block matrix whose column j holds the kernel at rows j..j+10."""
-    offset = torch.arange(block + _WIN - 1, device=kernel.device)[:, None] - torch.arange(
-        block, device=kernel.device
-    )
-    inside = (offset >= 0) & (offset < _WIN)
-    return torch.where(inside, kernel[offset.clamp(0, _WIN - 1)], kernel.new_zeros(()))
+_BANDS: dict[int, np.ndarray] = {}
 
 
-def _gaussian(dtype, device):
-    coords = torch.arange(_WIN, dtype=torch.float64) - _WIN // 2
-    g = torch.exp(-(coords**2) / (2 * _SIGMA**2))
-    return (g / g.sum()).to(dtype=dtype, device=device)
+def _band(block):
+    """block x (block + 10) matrix whose row j holds the kernel at columns j..j+10."""
+    if block not in _BANDS:
+        offset = np.arange(block + _WIN - 1)[None, :] - np.arange(block)[:, None]
+        inside = (offset >= 0) & (offset < _WIN)
+        _BANDS[block] = np.where(inside, _gaussian()[offset.clip(0, _WIN - 1)], 0.0)
+    return _BANDS[block]
 
 
-def _as_batch(img) -> torch.Tensor:
-    if isinstance(img, torch.Tensor):
-        return img.detach().to(torch.float64)
+def _gaussian():
+    coords = np.arange(_WIN, dtype=np.float64) - _WIN // 2
+    g = np.exp(-(coords**2) / (2 * _SIGMA**2))
+    return g / g.sum()
+
+
+def _pool(t):
+    """2x2 average pooling, zero-padding odd sides on both ends as torch's avg_pool2d(padding=1) does."""
+    ph, pw = t.shape[0] % 2, t.shape[1] % 2
+    if ph or pw:
+        t = np.pad(t, ((ph, ph), (pw, pw), (0, 0)))
+    h, w = t.shape[0] // 2 * 2, t.shape[1] // 2 * 2
+    return (t[0:h:2, 0:w:2] + t[1:h:2, 0:w:2] + t[0:h:2, 1:w:2] + t[1:h:2, 1:w:2]) * 0.25
+
+
+def _as_hwc(img) -> np.ndarray:
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ImageError(f"expected an HxWxC image, got an array of shape {arr.shape}")
-    return torch.from_numpy(arr.astype(np.float64)).permute(2, 0, 1).unsqueeze(0)
+    return arr.astype(np.float64)
 
 
 def _check_same_shape(sa, sb):
