@@ -5,7 +5,7 @@ import bjontegaard as bd
 import numpy as np
 import pytest
 
-from workbench.core.bdrate import bd_quality, bd_rate
+from workbench.core.bdrate import bd_quality, bd_rate, overlap, quality_range
 
 # Realistic curves in bits per pixel / PSNR dB: a JPEG-like anchor and a better codec.
 JPEG_RATE = [0.25, 0.4, 0.6, 0.9, 1.3, 1.9]
@@ -152,3 +152,22 @@ def test_report_parts_join_into_the_run_on_all_images(tmp_path):
         load_points(tmp_path / "part1")
     with pytest.raises(WorkbenchError, match="cannot read"):
         load_points(tmp_path / "missing")
+
+
+def test_interval_restricts_the_average_and_never_extrapolates():
+    half = [r * 0.5 for r in JPEG_RATE]
+    assert bd_rate(JPEG_RATE, JPEG_PSNR, half, JPEG_PSNR, interval=(30.0, 33.0)) == pytest.approx(-50.0, abs=1e-9)
+    # The own overlap given explicitly is the default.
+    own = overlap(quality_range(JPEG_RATE, JPEG_PSNR), quality_range(GOOD_RATE, GOOD_PSNR))
+    assert own == (28.6, 37.4)
+    assert bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR, interval=own) == pytest.approx(
+        bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR), abs=1e-12)
+    assert math.isnan(bd_rate(JPEG_RATE, JPEG_PSNR, GOOD_RATE, GOOD_PSNR, interval=(27.0, 30.0)))
+
+
+def test_quality_range_and_overlap():
+    assert quality_range([0.1, 0.2, float("nan")], [30.0, 28.0, 40.0]) == (28.0, 30.0)
+    assert quality_range([0.1], [30.0]) is None
+    assert overlap((28.0, 35.0), (30.0, 38.0), (29.0, 36.0)) == (30.0, 35.0)
+    assert overlap((28.0, 30.0), (31.0, 33.0)) is None
+    assert overlap((28.0, 30.0), None) is None

@@ -114,9 +114,9 @@ def test_bench_writes_results_and_bd_table(tmp_path):
     Image.open(IMAGE).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "b.png")
     out = tmp_path / "out"
     r = wb("bench", folder, "--codecs", "jpeg,webp", "--anchor", "jpeg", "--out", out,
-           "--qualities", "jpeg=20,50,80", "--qualities", "webp=20,50,80")
+           "--qualities", "jpeg=20,50,80", "--qualities", "webp=20,50,80", "--jobs", "2")
     assert r.returncode == 0, r.stderr
-    assert "BD-rate vs jpeg" in r.stdout
+    assert "BD-rate vs jpeg" in r.stdout and "12 encodes" in r.stdout and "2 process(es)" in r.stdout
     res = json.loads((out / "webp.json").read_text())
     assert res["name"] == "webp" and len(res["results"]["bpp"]) == 3
     assert set(res["results"]) >= {"bpp", "psnr-rgb", "ms-ssim-rgb"}
@@ -125,6 +125,44 @@ def test_bench_writes_results_and_bd_table(tmp_path):
         assert (out / f).stat().st_size > 0
     per_image = json.loads((out / "per_image.json").read_text())
     assert len(per_image["points"]) == 2 * 2 * 3
+    assert len((out / "points.jsonl").read_text().splitlines()) == 12
+
+    # The same command again measures nothing; a published curve joins the table, marked.
+    ref = tmp_path / "published-jpeg.json"
+    ref.write_text(json.dumps({"name": "JPEG", "results": {"bpp": [0.5, 1.0, 2.0], "psnr-rgb": [27, 31, 35]}}))
+    r = wb("bench", folder, "--codecs", "jpeg,webp", "--out", out, "--qualities", "jpeg=20,50,80",
+           "--qualities", "webp=20,50,80", "--jobs", "1", "--reference", ref, "--interval", "common")
+    assert r.returncode == 0, r.stderr
+    assert "0 encodes" in r.stdout and "12 point(s) measured before were reused" in r.stdout
+    assert "| published-jpeg (reference, not measured in this run) |" in r.stdout
+    assert len((out / "points.jsonl").read_text().splitlines()) == 12
+    rows = json.loads((out / "bdrate.json").read_text())
+    assert [row["measured"] for row in rows] == [True, False]
+    assert rows[0]["psnr_interval"] == rows[1]["psnr_interval"]        # --interval common
+
+
+def test_bench_of_one_codec_prints_no_bd_table(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(IMAGE, folder / "a.png")
+    r = wb("bench", folder, "--codecs", "jpeg", "--qualities", "jpeg=30,60", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "BD-rate" not in r.stdout and not (tmp_path / "out" / "bdrate.md").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--qualities", "jpg=50"], "jpg, which is not a codec of this run"),
+    (["--qualities", "jpeg=150"], "above the maximum"),
+    (["--qualities", "jpeg="], "expected CODEC=Q1,Q2"),
+    (["--jobs", "0"], "at least 1"),
+])
+def test_bench_refuses_bad_sweeps_before_measuring(tmp_path, args, message):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(IMAGE, folder / "a.png")
+    r = wb("bench", folder, "--codecs", "jpeg,webp", "--out", tmp_path / "out", *args)
+    assert_one_line_error(r)
+    assert message in r.stderr and not (tmp_path / "out").exists()
 
 
 def test_bdrate_between_results_files(tmp_path):
@@ -134,6 +172,6 @@ def test_bdrate_between_results_files(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(results("b", [0.1, 0.2, 0.4, 0.8], [28, 31, 34, 37])))
     r = wb("bdrate", tmp_path / "a.json", tmp_path / "b.json")
     assert r.returncode == 0, r.stderr
-    assert "| b | -50.0 % | -50.0 % |" in r.stdout
+    assert "| b | -50.0 % | 28.00..37.00 dB | -50.0 % | 10.00..16.99 dB |" in r.stdout
     (tmp_path / "c.json").write_text("{}")
     assert_one_line_error(wb("bdrate", tmp_path / "a.json", tmp_path / "c.json"))

@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+_INTERVAL_HELP = ("quality interval each BD-rate is averaged over: pair (each row over its own overlap with "
+                  "the anchor, printed beside it) or common (every row over the one interval all curves reach, "
+                  "so rows can be ranked)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Compression Workbench: compress, decompress "
                                 "and benchmark images, and compress neural-network checkpoints.")
@@ -71,11 +76,19 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     c.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="override a codec's sweep (repeatable)")
+    c.add_argument("--jobs", type=int, metavar="N", help="processes measuring points side by side (default: "
+                   "this machine's cores); the numbers are the same as with one, only the times differ")
+    c.add_argument("--reference", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="published curves (CompressAI-schema JSON) to add to the BD table and plot, "
+                   "marked as not measured in this run")
+    c.add_argument("--interval", choices=("pair", "common"), default="pair",
+                   help=_INTERVAL_HELP)
     c.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("bdrate", help="BD-rate between results files in CompressAI's JSON schema")
     c.add_argument("anchor", help="results JSON of the anchor (e.g. bench-out/jpeg.json or a published curve)")
     c.add_argument("tests", nargs="+", help="results JSON files to compare with the anchor")
+    c.add_argument("--interval", choices=("pair", "common"), default="pair", help=_INTERVAL_HELP)
     c.set_defaults(func=cmd_bdrate)
 
     c = sub.add_parser("compress-net", help="compress a network checkpoint (.pt/.pth/.safetensors/HF folder) "
@@ -265,8 +278,10 @@ def cmd_decompress(args, rest) -> int:
 
 
 def cmd_bench(args, rest) -> int:
-    from workbench.core.bench import bench_job
+    from workbench.core.bdtable import load_results_json, unique_labels
+    from workbench.core.bench import BenchProgress, bench_job, default_jobs
     from workbench.core.bench_report import format_bd_table, write_report
+    from workbench.core.bench_store import POINTS_FILE
     from workbench.core.images import list_images
     from workbench.core.jobs import TextProgressBar, run
 
@@ -278,39 +293,57 @@ def cmd_bench(args, rest) -> int:
         codecs.insert(0, anchor)
     sweeps = {}
     for item in args.qualities:
-        name, _, qs = item.rpartition("=")      # the codec spec may hold '=' itself (learned:model=NAME)
+        name, eq, qs = item.rpartition("=")      # the codec spec may hold '=' itself (learned:model=NAME)
         try:
-            sweeps[name.strip()] = [float(q) if "." in q else int(q) for q in qs.split(",") if q.strip()]
+            values = [float(q) if "." in q else int(q) for q in qs.split(",") if q.strip()]
         except ValueError:
-            raise OptionError(f"--qualities {item!r}: expected CODEC=Q1,Q2,...") from None
+            values = []
+        if not eq or not name.strip() or not values:
+            raise OptionError(f"--qualities {item!r}: expected CODEC=Q1,Q2,...")
+        sweeps[name.strip()] = values
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise OptionError(f"--jobs must be at least 1, got {jobs}")
+    references = unique_labels([load_results_json(f) for f in args.reference], taken=codecs)
     images = list_images(args.folder)
     if args.limit:
         images = images[: args.limit]
     bar = TextProgressBar()
+    resumed = 0
+
+    def show(event) -> None:
+        nonlocal resumed
+        resumed += isinstance(event, BenchProgress) and event.resumed
+        bar(event)
+
     t0 = time.perf_counter()
     try:
-        result = run(bench_job(images, codecs, sweeps), on_progress=bar)
+        result = run(bench_job(images, codecs, sweeps, jobs=jobs, out_dir=args.out), on_progress=show)
     finally:
         bar.close()
-    written = write_report(result, args.out, anchor)
-    print(f"{len(images)} image(s), {len(result.points)} encodes in {time.perf_counter() - t0:.0f} s")
+    written = write_report(result, args.out, anchor, references, args.interval)
+    measured = len(result.points) - resumed
+    print(f"{len(images)} image(s), {measured} encodes in {time.perf_counter() - t0:.0f} s with {jobs} process(es)"
+          + (f"; {resumed} point(s) measured before were reused from {os.path.join(args.out, POINTS_FILE)}"
+             if resumed else ""))
     for codec in codecs:
         c = result.curve(codec)
         print(f"{codec}: bpp {min(c.bpp):.3f}..{max(c.bpp):.3f}, PSNR {min(c.psnr):.2f}..{max(c.psnr):.2f} dB, "
               f"encode {sum(c.encode_s) / len(c.encode_s) * 1000:.0f} ms, "
               f"decode {sum(c.decode_s) / len(c.decode_s) * 1000:.0f} ms per image")
-    print()
-    print(format_bd_table(result.bd_table(anchor), anchor))
+    table = format_bd_table(result.bd_table(anchor, references, args.interval), anchor)
+    if table:
+        print()
+        print(table)
     print(f"wrote {len(written)} files to {os.path.abspath(args.out)}")
     return 0
 
 
 def cmd_bdrate(args, rest) -> int:
-    from workbench.core.bench_report import bd_between, format_bd_table, load_results_json
+    from workbench.core.bdtable import bd_rows, format_bd_table, load_results_json, unique_labels
 
-    anchor = load_results_json(args.anchor)
-    rows = [bd_between(anchor, load_results_json(t)) for t in args.tests]
-    print(format_bd_table(rows, anchor.name))
+    anchor, *tests = unique_labels([load_results_json(f, measured=True) for f in [args.anchor, *args.tests]])
+    print(format_bd_table(bd_rows(anchor, tests, args.interval), anchor.name))
     return 0
 
 

@@ -19,14 +19,34 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 
-def bd_rate(rate_anchor, dist_anchor, rate_test, dist_test) -> float:
+def bd_rate(rate_anchor, dist_anchor, rate_test, dist_test, interval: tuple[float, float] | None = None) -> float:
     """Average rate difference in percent at equal quality; negative means the test codec saves rate.
 
-    `dist_*` is any quality measure where higher is better (PSNR, MS-SSIM dB).
+    `dist_*` is any quality measure where higher is better (PSNR, MS-SSIM dB). The average is over
+    the qualities both curves reach, or over `interval` (lo, hi) when given, so that several pairs
+    can be compared over one range; an interval outside either curve gives NaN, never extrapolation.
     """
     anchor = _curve(dist_anchor, _log_rate(rate_anchor))
     test = _curve(dist_test, _log_rate(rate_test))
-    return float((10.0 ** _mean_gap(anchor, test) - 1.0) * 100.0)
+    return float((10.0 ** _mean_gap(anchor, test, interval) - 1.0) * 100.0)
+
+
+def quality_range(rate, dist) -> tuple[float, float] | None:
+    """(lowest, highest) quality of a curve's usable points, or None when it has fewer than two.
+
+    A BD-rate averages over the overlap of two such ranges; how much of each curve that overlap
+    covers says how far the number can be trusted.
+    """
+    x, _ = _curve(dist, _log_rate(rate))
+    return (float(x[0]), float(x[-1])) if x.size >= 2 else None
+
+
+def overlap(*ranges: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The range every one of `ranges` covers, or None when they do not all overlap."""
+    if not ranges or any(r is None for r in ranges):
+        return None
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    return (lo, hi) if hi > lo else None
 
 
 def bd_quality(rate_anchor, dist_anchor, rate_test, dist_test) -> float:
@@ -54,12 +74,17 @@ def _curve(x, y):
     return xs, ys
 
 
-def _mean_gap(anchor, test) -> float:
-    """Mean of test(x) - anchor(x) over the common x range, or NaN where that is undefined."""
+def _mean_gap(anchor, test, interval=None) -> float:
+    """Mean of test(x) - anchor(x) over the common x range (or `interval` inside it), or NaN where
+    that is undefined."""
     (xa, ya), (xt, yt) = anchor, test
     if xa.size < 2 or xt.size < 2:
         return float("nan")
     lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    if interval is not None:
+        if interval[0] < lo or interval[1] > hi:
+            return float("nan")
+        lo, hi = interval
     if hi <= lo:
         return float("nan")
     area_anchor = PchipInterpolator(xa, ya).integrate(lo, hi)

@@ -1,5 +1,7 @@
 """Files a sweep leaves behind: CompressAI-schema JSON, CSV, a BD-rate table and an RD plot.
 
+(The per-point file `points.jsonl`, written while the sweep runs, is `bench_store`'s.)
+
 The plot is drawn with matplotlib's Agg canvas directly (no pyplot), so writing a report never
 touches a GUI toolkit and works on a headless server.
 """
@@ -10,17 +12,19 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-from workbench.core import bdrate
 from workbench.core.atomic import write_bytes_atomic
+from workbench.core.bdtable import ResultsCurve, format_bd_table, load_results_json  # noqa: F401 (re-exported)
 from workbench.core.bench import BenchResult, RDPoint, point_rows
 from workbench.core.errors import WorkbenchError
-from workbench.core.metrics import ms_ssim_db
 
 
-def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -> list[Path]:
+def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None,
+                 references: Sequence[ResultsCurve] = (), interval: str = "pair") -> list[Path]:
+    """Write every file of a finished sweep; the BD table (against `anchor`, with `references` as
+    rows marked not measured) only when it has rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -38,11 +42,11 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None) -
                                "ms_ssim": c.ms_ssim[i], "ms_ssim_db": c.ms_ssim_db[i],
                                "encode_s": c.encode_s[i], "decode_s": c.decode_s[i]})
     written.append(_write_csv(out / "curves.csv", curve_rows))
-    if anchor:
-        table = result.bd_table(anchor)
+    table = result.bd_table(anchor, references, interval) if anchor else []
+    if table:
         written.append(_write_json(out / "bdrate.json", table))
         written.append(write_bytes_atomic(out / "bdrate.md", format_bd_table(table, anchor).encode()))
-    written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result)))
+    written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result, references)))
     return written
 
 
@@ -77,52 +81,8 @@ def join_results(parts: list[BenchResult]) -> BenchResult:
     return joined
 
 
-@dataclass(frozen=True)
-class ResultsCurve:
-    """The part of a CompressAI-schema results file that BD-rates need."""
-    name: str
-    bpp: tuple[float, ...]
-    psnr: tuple[float, ...]
-    ms_ssim_db: tuple[float, ...] | None
-
-
-def load_results_json(path: str | Path) -> ResultsCurve:
-    try:
-        doc = json.loads(Path(path).read_text())
-        res = doc["results"]
-        bpp = tuple(float(v) for v in res["bpp"])
-        psnr = tuple(float(v) for v in res["psnr-rgb"])
-        ms = res.get("ms-ssim-rgb")
-        ms_db = tuple(ms_ssim_db(float(v)) for v in ms) if ms and all(v is not None for v in ms) else None
-        if len(bpp) != len(psnr) or (ms_db is not None and len(ms_db) != len(bpp)):
-            raise ValueError("bpp, psnr-rgb and ms-ssim-rgb differ in length")
-        return ResultsCurve(str(doc.get("name", Path(path).stem)), bpp, psnr, ms_db)
-    except OSError as exc:
-        raise WorkbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise WorkbenchError(f"{path}: not a results file in CompressAI's schema ({exc})") from None
-
-
-def bd_between(anchor: ResultsCurve, test: ResultsCurve) -> dict:
-    ms = float("nan")
-    if anchor.ms_ssim_db is not None and test.ms_ssim_db is not None:
-        ms = bdrate.bd_rate(anchor.bpp, anchor.ms_ssim_db, test.bpp, test.ms_ssim_db)
-    return {"codec": test.name, "anchor": anchor.name,
-            "psnr": bdrate.bd_rate(anchor.bpp, anchor.psnr, test.bpp, test.psnr), "ms_ssim_db": ms}
-
-
-def format_bd_table(table: list[dict], anchor: str) -> str:
-    lines = [f"| codec | BD-rate vs {anchor} (PSNR) | BD-rate vs {anchor} (MS-SSIM dB) |", "|---|---|---|"]
-    for row in table:
-        lines.append(f"| {row['codec']} | {_pct(row['psnr'])} | {_pct(row['ms_ssim_db'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def _pct(v: float) -> str:
-    return "n/a" if v is None or math.isnan(v) else f"{v:+.1f} %"
-
-
-def rd_plot_png(result: BenchResult) -> bytes:
+def rd_plot_png(result: BenchResult, references: Sequence[ResultsCurve] = ()) -> bytes:
+    """Measured curves solid, reference curves (not measured in this run) dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -134,6 +94,10 @@ def rd_plot_png(result: BenchResult) -> bytes:
         ax1.plot(c.bpp, c.psnr, "o-", ms=3, label=codec)
         if all(v is not None for v in c.ms_ssim_db):
             ax2.plot(c.bpp, c.ms_ssim_db, "o-", ms=3, label=codec)
+    for ref in references:
+        for ax, values in ((ax1, ref.psnr), (ax2, ref.ms_ssim_db)):
+            if values is not None:
+                ax.plot(ref.bpp, values, "x--", ms=3, lw=1, label=f"{ref.name} (reference)")
     for ax, ylabel in ((ax1, "PSNR (dB)"), (ax2, "MS-SSIM (dB)")):
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
