@@ -244,8 +244,8 @@ def test_bad_files_give_a_clear_message_and_lose_nothing(qtbot, view, demo_copy,
     empty = tmp_path / "empty-folder"
     empty.mkdir()
     cases = [(evil, "could run code"), (corrupt, "not a valid safetensors file"),
-             (text, "not a readable PyTorch checkpoint"), (empty, "without model.safetensors"),
-             (tmp_path / "missing.pth", "no such checkpoint file")]
+             (text, "not a network checkpoint: it is a text file"), (empty, "without model.safetensors"),
+             (tmp_path / "missing.pth", "no such file")]
     for path, words in cases:
         with qtbot.waitSignal(view.io_runner.failed, timeout=WAIT_MS):
             assert view.open_path(path)

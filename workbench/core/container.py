@@ -51,6 +51,7 @@ from typing import Any, Iterable
 
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.errors import BitstreamError
+from workbench.core.files import open_regular
 
 MAGIC = b"WBC\x1a"
 FORMAT_VERSION = 1
@@ -64,6 +65,7 @@ MAX_NDIM = 8
 MAX_DIM = 1 << 31
 MAX_STREAMS = 4096
 DEFAULT_MAX_PIXELS = 1 << 28
+MAX_FILE_BYTES = 16 << 30     # what `read` reads at most: far above any image, room for large networks
 
 _FIXED_HEAD = struct.Struct("<4sHBB")
 
@@ -215,16 +217,19 @@ def write(path: str | os.PathLike, c: Container, *, protect: Iterable[str | os.P
     return write_bytes_atomic(path, pack(c), protect=protect)
 
 
-def read(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
-    """Read and unpack a container file; foreign files are refused after reading only 4 bytes."""
-    try:
-        with open(path, "rb") as fh:
+def read(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, limit: int = MAX_FILE_BYTES) -> Container:
+    """Read and unpack a container file; foreign files are refused after reading only 4 bytes, and
+    anything but a regular file of at most `limit` bytes before it is opened."""
+    with open_regular(path, limit, BitstreamError, what="a workbench file") as fh:
+        try:
             head = fh.read(4)
             if head and not MAGIC.startswith(head):
                 raise BitstreamError(f"{path} is not a workbench file (unknown signature)")
-            data = head + fh.read()
-    except OSError as exc:
-        raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
+            data = head + fh.read(limit)
+        except OSError as exc:
+            raise BitstreamError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise BitstreamError(f"{path} grew past the limit of {limit} bytes while it was read")
     try:
         return unpack(data, max_pixels=max_pixels)
     except BitstreamError as exc:

@@ -32,3 +32,15 @@ class OutputError(WorkbenchError):
 
 class Cancelled(WorkbenchError):
     """A job was stopped by its consumer before it finished."""
+
+
+OUT_OF_MEMORY = "not enough memory for this input"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is a failed allocation: Python's MemoryError, or the RuntimeError that torch's
+    allocators raise instead (the CLI and the GUI show both as `OUT_OF_MEMORY`, not as a bug)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc) if isinstance(exc, RuntimeError) else ""
+    return "DefaultCPUAllocator" in text or "out of memory" in text

@@ -19,10 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from workbench.core import container
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.errors import BitstreamError, CodecUnavailableError, ImageError
+from workbench.core.files import read_limited
 
 # 2^28 pixels (16k x 16k) is far beyond any photo the codecs are meant for, and still fits in memory
 # several times over as float32 planes on a 24 GiB machine.
 MAX_PIXELS = 1 << 28
+# What is read of an image file at most: a 2^28-pixel 8-bit RGB image stored uncompressed is 768 MiB.
+MAX_FILE_BYTES = 1 << 30
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pnm",
                   ".gif", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl", ".bpg", ".wbi")
 
@@ -65,12 +68,7 @@ def load_image(source: str | os.PathLike | bytes, *, alpha: str = "flatten",
         name = str(path)
         if path.is_dir():
             raise ImageError(f"{name} is a folder, not an image")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageError(f"{name}: no such file") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        data = read_limited(path, MAX_FILE_BYTES, ImageError, what="an image file")
     if not data:
         raise ImageError(f"{name}: the file is empty")
     _register_optional_openers()
@@ -115,8 +113,9 @@ def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     from workbench.core.codecs.base import codec_for_bytes, decode_any    # codec modules import this one
     try:
         codec_for_bytes(data)
-    except BitstreamError:
-        raise ImageError(f"{name}: not an image this program can read") from None
+    except BitstreamError as exc:
+        why = str(exc) if container.sniff(data[:4]) else "not an image this program can read"
+        raise ImageError(f"{name}: {why}") from None
     try:
         rgb, codec = decode_any(data)
     except (BitstreamError, CodecUnavailableError) as exc:

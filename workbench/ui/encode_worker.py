@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from workbench.core.errors import Cancelled, WorkbenchError
+from workbench.core.errors import Cancelled, WorkbenchError, out_of_memory
 from workbench.core.jobs import Progress, run
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,10 @@ class _Task(QRunnable):
             pass                                    # superseded by a newer request; nobody is waiting
         except WorkbenchError as err:
             emit(self._channel, self._generation, "error", str(err))
-        except MemoryError:
-            emit(self._channel, self._generation, "error", "there is not enough memory for this image")
         except Exception as err:  # a bug: log the traceback for the developer, show one line to the user
+            if out_of_memory(err):              # MemoryError, or torch's allocator failing
+                emit(self._channel, self._generation, "error", "there is not enough memory for this image")
+                return
             log.exception("background task on channel %s failed", self._channel)
             emit(self._channel, self._generation, "error", f"an unexpected {type(err).__name__} occurred ({err})")
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from workbench.core.errors import Cancelled, WorkbenchError
+from workbench.core.errors import OUT_OF_MEMORY, Cancelled, WorkbenchError, out_of_memory
 from workbench.core.jobs import Job, Progress
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,9 @@ class _JobThread(QThread):
         except WorkbenchError as exc:
             self.outcome = ("failed", _one_line(str(exc)) or type(exc).__name__)
         except Exception as exc:  # anything else is a bug: full traceback to the log, one line to the user
+            if out_of_memory(exc):
+                self.outcome = ("failed", OUT_OF_MEMORY)
+                return
             log.error("job failed with an internal error\n%s", traceback.format_exc())
             self.outcome = ("failed", _one_line(f"internal error: {type(exc).__name__}: {exc}"))
         finally:

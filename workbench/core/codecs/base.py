@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from workbench.core import options as opt
+from workbench.core import container, options as opt
 from workbench.core.errors import BitstreamError, CodecUnavailableError
 from workbench.core.jobs import Job
 from workbench.core.registry import Registry
@@ -103,6 +103,9 @@ def codec_for_bytes(data: bytes) -> type[ImageCodec]:
     for cls in CODECS:
         if cls.sniff(head):
             return cls
+    if container.sniff(head) and head[6:7] == bytes([container.PayloadKind.NETWORK]):
+        raise BitstreamError("this is a compressed network (.wbn), not an image: decode it with "
+                             "`workbench decompress-net`")
     raise BitstreamError("not a file any codec here can decode (unknown leading bytes)")
 
 

@@ -19,18 +19,27 @@ import torch
 from workbench.core.container import Container, PayloadKind, MAX_STREAMS
 from workbench.core.errors import BitstreamError
 from workbench.core.network import cabac, catcoder
-from workbench.core.network.quantizers import QuantizedTensor
+from workbench.core.network.checkpoint import tensor_bytes
+from workbench.core.network.quantizers import NET_QUANTIZERS, QuantizedTensor
 from workbench.core.trellis import machine
 
 CODEC_ID = "workbench-net"
 FORMAT = 1
 MAX_NAME = 1024
 MAX_ELEMENTS = 1 << 31
+MAX_RANK = 8
+MAX_DIM = 0xFFFFFFFF
 MAX_TENSORS = MAX_STREAMS - 1
 
 DTYPES = {1: torch.float32, 2: torch.float16, 3: torch.bfloat16, 4: torch.float64, 5: torch.int64,
-          6: torch.int32, 7: torch.int16, 8: torch.int8, 9: torch.uint8, 10: torch.bool}
+          6: torch.int32, 7: torch.int16, 8: torch.int8, 9: torch.uint8, 10: torch.bool,
+          # stored raw only (bit-exact): unsigned integers, float8 and complex tensors
+          11: torch.uint16, 12: torch.uint32, 13: torch.uint64, 14: torch.float8_e4m3fn, 15: torch.float8_e5m2,
+          16: torch.float8_e4m3fnuz, 17: torch.float8_e5m2fnuz, 18: torch.float8_e8m0fnu, 19: torch.complex64,
+          20: torch.complex128}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
+QUANTIZABLE = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+"""The dtypes whose tensors may be quantized; every other stored dtype is kept raw."""
 MODE_RAW, MODE_SCALAR, MODE_CODEBOOK = 0, 1, 2
 CODERS = {0: "cabac", 1: "categorical"}
 CODER_IDS = {v: k for k, v in CODERS.items()}
@@ -81,7 +90,7 @@ def pack_network(entries: list[Entry], quantizer_id: str, params: dict, base_has
         if e.q is None:
             man += struct.pack("<BB", MODE_RAW, 0)
             t = e.raw.detach().contiguous().cpu()
-            streams.append(_raw_bytes(t))
+            streams.append(tensor_bytes(t))
             continue
         q = e.q
         mode = MODE_CODEBOOK if q.codebook is not None else MODE_SCALAR
@@ -108,6 +117,15 @@ def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry
         raise BitstreamError(f"unsupported network payload format {c.params.get('format')!r}")
     if not c.streams:
         raise BitstreamError("network file has no manifest")
+    delta = c.params.get("delta")
+    if not isinstance(delta, bool):
+        raise BitstreamError("corrupted header: the network parameters do not say whether it is a delta file")
+    if not delta and any(c.model_hash):
+        raise BitstreamError("corrupted header: a file that is not a delta names a base checkpoint")
+    if c.quantizer_id not in NET_QUANTIZERS:
+        raise BitstreamError(f"corrupted header: unknown network quantizer {c.quantizer_id!r}")
+    if c.params.get("coder") not in ("auto", *CODER_IDS):
+        raise BitstreamError(f"corrupted header: unknown coder {c.params.get('coder')!r}")
     r = _Reader(c.streams[0])
     n = r.unpack("<I")[0]
     if n != len(c.streams) - 1 or n != c.params.get("tensors"):
@@ -125,7 +143,7 @@ def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry
             raise BitstreamError(f"corrupted manifest: tensor name {name!r} appears twice")
         names.add(name)
         code, ndim = r.unpack("<BB")
-        if code not in DTYPES or ndim > 8:
+        if code not in DTYPES or ndim > MAX_RANK:
             raise BitstreamError(f"corrupted manifest: tensor {name!r} has dtype code {code} / rank {ndim}")
         shape = r.unpack(f"<{ndim}I")
         count = math.prod(shape) if shape else 1
@@ -135,20 +153,26 @@ def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry
         mode, flags = r.unpack("<BB")
         data = c.streams[i + 1]
         e = Entry(name, tuple(shape), DTYPES[code], delta=bool(flags & 1))
+        if flags & ~1 or (e.delta and (not delta or mode == MODE_RAW)):
+            raise BitstreamError(f"corrupted manifest: tensor {name!r} has flags 0x{flags:02x}")
         if mode == MODE_RAW:
             e.raw = _from_raw(data, e.shape, e.dtype, name)
         elif mode in (MODE_SCALAR, MODE_CODEBOOK):
             rows, coder = r.unpack("<IB")
-            if coder not in CODERS or rows < 1 or count % rows or (count == 0):
-                raise BitstreamError(f"corrupted manifest: tensor {name!r} layout ({rows} rows, coder {coder})")
+            if coder not in CODERS or rows < 1 or count % rows or (count == 0) or e.dtype not in QUANTIZABLE:
+                raise BitstreamError(f"corrupted manifest: tensor {name!r} layout ({rows} rows, coder {coder}, "
+                                     f"{str(e.dtype).replace('torch.', '')})")
             e.coder = CODERS[coder]
+            if e.coder == "cabac" and count > cabac.max_levels(len(data)):
+                raise BitstreamError(f"corrupted manifest: tensor {name!r} declares {count} values, more than its "
+                                     f"{len(data)}-byte stream can hold")
             if mode == MODE_SCALAR:
                 states, n_steps = r.unpack("<BI")
                 if states not in (0, 4, 8) or n_steps not in (1, rows):
                     raise BitstreamError(f"corrupted manifest: tensor {name!r} has {states} states, {n_steps} steps")
                 steps = np.frombuffer(r.take(4 * n_steps), dtype="<f4").astype(np.float32)
-                if not np.all(np.isfinite(steps)):
-                    raise BitstreamError(f"corrupted manifest: tensor {name!r} has a non-finite step")
+                if not np.all(np.isfinite(steps) & (steps > 0)):
+                    raise BitstreamError(f"corrupted manifest: tensor {name!r} has a step that is not a positive number")
                 cb, z = None, 0
             else:
                 size, z = r.unpack("<HH")
@@ -187,13 +211,6 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
 
 
-def _raw_bytes(t: torch.Tensor) -> bytes:
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    a = t.numpy()
-    return a.astype(a.dtype.newbyteorder("<")).tobytes()
-
-
 def _from_raw(data: bytes, shape: tuple[int, ...], dtype: torch.dtype, name: str) -> torch.Tensor:
     item = torch.empty(0, dtype=dtype).element_size()
     count = math.prod(shape) if shape else 1
@@ -201,5 +218,7 @@ def _from_raw(data: bytes, shape: tuple[int, ...], dtype: torch.dtype, name: str
         raise BitstreamError(f"tensor {name!r}: raw data has {len(data)} bytes, expected {count * item}")
     if dtype == torch.bfloat16:
         return torch.from_numpy(np.frombuffer(data, dtype="<i2").astype(np.int16).copy()).view(torch.bfloat16).reshape(shape)
+    if item == 1 and dtype.is_floating_point:       # float8: numpy has no such dtype
+        return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()).view(dtype).reshape(shape)
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     return torch.from_numpy(np.frombuffer(data, dtype=np_dtype.newbyteorder("<")).astype(np_dtype).copy()).reshape(shape)

@@ -248,7 +248,18 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
         out[j] = col
     if st[2] > n + 4:
         raise BitstreamError("CABAC stream is truncated or corrupted (decoder ran past its end)")
+    if st[2] < n:       # the encoder's flush ends where the decoder stops reading (or before)
+        raise BitstreamError(f"CABAC stream is corrupted ({n - st[2]} bytes left over after the last level)")
     return np.ascontiguousarray(out.T)
+
+
+def max_levels(n_bytes: int) -> int:
+    """The most levels a CABAC stream of `n_bytes` can hold, so a header cannot make the decoder
+    allocate for more. Every level costs at least its significance bin, and an adapted context
+    gives a bin at most p = 1 − 71/65536 (the fast and slow estimates bottom out at 15 and 127 of
+    65536, averaged), that is at least 0.00156 bits: at most 5115 levels per byte, read past
+    the end by up to 4 bytes of zeros. A 1.25 margin covers the range coder's rounding."""
+    return int((max(n_bytes - 1, 0) + 4 + 5) * 8 / -np.log2(1 - 71 / 65536) * 1.25)
 
 
 def best_egk(levels: np.ndarray) -> int:

@@ -22,13 +22,18 @@ import numpy as np
 import torch
 
 from workbench.core.container import pack, unpack
-from workbench.core.errors import BitstreamError
+from workbench.core.errors import BitstreamError, OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.network import bitstream as bs
-from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash
+from workbench.core.network.checkpoint import CheckpointError, StateDict, same_values, state_hash
 from workbench.core.network.quantizers import (NET_QUANTIZERS, QuantInput, QuantizedTensor, choose_steps,
                                                as_chains, snr_db)
 from workbench.core.options import build
+
+MAX_LEVEL = (1 << 30) - 1
+"""Largest |level| coded: the CABAC decoder refuses levels from 2^31 on, so there is room to spare."""
+MAX_BIAS_BITS = 24
+"""1-D tensors get step max|w| / (2^(bits-1) - 1); beyond 24 bits the step falls below float32's precision."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,9 @@ class NetResult:
             lines.append(f"{r.name[:28]:<28} {str(list(r.shape)):<16} {r.mode:<8} {r.coder:<11} {r.bytes:>8} "
                          f"{r.bits_per_weight:>7.3f} {snr:>7}")
         ratio = 32 / self.bits_per_weight if self.data else float("nan")
+        versus = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger"
         lines.append(f"total: {len(self.data)} bytes for {self.parameters} parameters = "
-                     f"{self.bits_per_weight:.3f} bits/weight ({ratio:.1f}x smaller than float32)")
+                     f"{self.bits_per_weight:.3f} bits/weight ({versus} than float32)")
         if self.accuracy_before is not None:
             lines.append(f"accuracy: {self.accuracy_before:.4f} before, {self.accuracy_after:.4f} after")
         lines.append(f"encode {self.encode_s:.2f} s, decode {self.decode_s:.2f} s")
@@ -94,8 +100,12 @@ class NetResult:
 
 def compress_network_job(state: StateDict, quantizer: str = "uniform", options=None, *, coder: str = "auto",
                          base: StateDict | None = None, importance: StateDict | None = None, task=None,
-                         bias_bits: int = 16) -> Job[NetResult]:
+                         bias_bits: int = 16, nonfinite: str = "refuse") -> Job[NetResult]:
     """Quantize and code `state`; yields quantizer and coding progress, returns a `NetResult`.
+
+    Everything the file format or the quantizers cannot take is refused before any work: dtypes a
+    `.wbn` cannot store, too many tensors or elements, NaN or infinite weights. With
+    `nonfinite="raw"` a float tensor holding NaN or infinities is stored raw (exactly) instead.
 
     >>> from workbench.core.jobs import run
     >>> sd = {"w": torch.randn(4, 6), "b": torch.zeros(4), "n": torch.tensor(3)}
@@ -106,15 +116,20 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
     """
     if coder not in ("auto", "cabac", "categorical"):
         raise ValueError(f"unknown coder {coder!r} (auto, cabac, categorical)")
+    if nonfinite not in ("refuse", "raw"):
+        raise OptionError(f"unknown treatment of non-finite weights {nonfinite!r} (refuse, raw)")
+    if not 2 <= bias_bits <= MAX_BIAS_BITS:
+        raise OptionError(f"bias bits must be 2..{MAX_BIAS_BITS}, not {bias_bits}")
     qcls = NET_QUANTIZERS.get(quantizer)
     opts = options if is_dataclass(options) else build(qcls.Options, options or {})
     t0 = time.perf_counter()
     if base is not None:
         _check_base(state, base)
+    quantize = _check_input(state, base, nonfinite)
     main, others, raw = {}, {}, {}
     for name, t in state.items():
         t = t.detach().cpu()
-        if t.is_floating_point() and t.numel() > 0:
+        if name in quantize:
             target = t.float() - base[name].float() if base is not None else t.float()
             (main if t.ndim >= 2 else others)[name] = target
         else:
@@ -129,6 +144,8 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
         steps = choose_steps(w2, 0.0, 0, bias_bits, False)
         lv = torch.round(w2.double() / float(steps[0])).long().numpy()
         qmap[name] = QuantizedTensor(levels=lv, steps=steps, states=0)
+    for name, q in qmap.items():
+        _check_levels(name, q)
 
     entries, recon = [], {}
     total = len(state)
@@ -151,20 +168,20 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
     decoded = decompress_network(data, base)
     decode_s = time.perf_counter() - t1
     for name, t in recon.items():
-        if not torch.equal(decoded[name], t):
+        if not same_values(decoded[name], t):
             raise BitstreamError(f"internal error: decoding {name!r} does not reproduce the encoder's values")
 
     rows = []
     for e in entries:
         n = max(math.prod(e.shape) if e.shape else 1, 1)
-        ref = state[e.name].detach().double().numpy()
+        size = len(e.data) if e.q is not None else e.raw.numel() * e.raw.element_size()
         rows.append(TensorSummary(
             name=e.name, shape=e.shape, dtype=str(e.dtype).replace("torch.", ""), parameters=n,
             mode="raw" if e.q is None else ("codebook" if e.q.codebook is not None else
                                             ("tcq" if e.q.states else "scalar")),
-            coder="-" if e.q is None else e.coder, bytes=len(e.data) if e.q is not None else len(bs._raw_bytes(e.raw)),
-            bits_per_weight=8 * (len(e.data) if e.q is not None else len(bs._raw_bytes(e.raw))) / n,
-            snr_db=snr_db(ref, recon[e.name].double().numpy()) if e.dtype.is_floating_point else float("inf")))
+            coder="-" if e.q is None else e.coder, bytes=size, bits_per_weight=8 * size / n,
+            snr_db=float("inf") if e.q is None else
+            snr_db(state[e.name].detach().double().numpy(), recon[e.name].double().numpy())))
     acc_after = task.accuracy(recon) if task is not None else None
     return NetResult(data=data, rows=rows, quantizer=quantizer, options=dict(params), coder=coder,
                      parameters=sum(max(t.numel(), 0) for t in state.values()), accuracy_before=acc_before,
@@ -202,13 +219,69 @@ def _reconstruct(e: bs.Entry, base: StateDict | None) -> torch.Tensor:
 
 def _check_base(state: StateDict, base: StateDict) -> None:
     for name, t in state.items():
-        if not t.is_floating_point():
+        if t.dtype not in bs.QUANTIZABLE:
             continue
         b = base.get(name)
-        if b is None or tuple(b.shape) != tuple(t.shape):
-            raise CheckpointError(f"the base checkpoint does not match: tensor {name!r} "
-                                  f"{'is missing' if b is None else f'has shape {list(b.shape)}'} "
-                                  f"(finetuned: {list(t.shape)})")
+        if b is None or tuple(b.shape) != tuple(t.shape) or b.dtype not in bs.QUANTIZABLE:
+            why = "is missing" if b is None else (f"has shape {list(b.shape)}" if tuple(b.shape) != tuple(t.shape)
+                                                  else f"has dtype {_dtype_name(b.dtype)}")
+            raise CheckpointError(f"the base checkpoint does not match: tensor {name!r} {why} "
+                                  f"(finetuned: {list(t.shape)}, {_dtype_name(t.dtype)})")
+
+
+def _check_input(state: StateDict, base: StateDict | None, nonfinite: str) -> set[str]:
+    """The names of the tensors to quantize, once every tensor is known to fit a `.wbn` file: the
+    decoder refuses what breaks its limits, so a file that breaks them must never be written, and
+    non-finite weights would fail late with messages that blame the file."""
+    if not state:
+        raise CheckpointError("the checkpoint holds no tensors to compress")
+    if len(state) > bs.MAX_TENSORS:
+        raise CheckpointError(f"{len(state)} tensors do not fit in one .wbn file (at most {bs.MAX_TENSORS})")
+    quantize, total = set(), 0
+    for name, t in state.items():
+        if t.dtype not in bs.DTYPE_CODES:
+            raise CheckpointError(f"tensor {name!r} has dtype {_dtype_name(t.dtype)}, which a .wbn file cannot "
+                                  f"store (it stores {', '.join(_dtype_name(d) for d in bs.DTYPE_CODES)})")
+        if len(name.encode("utf-8")) > bs.MAX_NAME:
+            raise CheckpointError(f"tensor name {name[:40]!r}... is longer than {bs.MAX_NAME} bytes")
+        if t.ndim > bs.MAX_RANK or any(d > bs.MAX_DIM for d in t.shape):
+            raise CheckpointError(f"tensor {name!r} of shape {list(t.shape)} does not fit a .wbn file "
+                                  f"(at most {bs.MAX_RANK} dimensions of at most {bs.MAX_DIM})")
+        total += t.numel()
+        if total > bs.MAX_ELEMENTS:
+            raise CheckpointError(f"the checkpoint has more than the {bs.MAX_ELEMENTS} values a .wbn file holds")
+        if t.dtype not in bs.QUANTIZABLE or t.numel() == 0:
+            continue
+        x = t.detach().float()                     # float64 beyond the float32 range becomes infinite
+        if base is not None:
+            x = x - base[name].detach().float()
+        bad = int((~torch.isfinite(x)).sum())
+        if bad and nonfinite == "raw":
+            continue                                # stored raw: exact, NaN and all
+        if bad:
+            nan = int(torch.isnan(x).sum())
+            what = "its difference to the base has" if base is not None else "it has"
+            raise CheckpointError(
+                f"tensor {name!r} cannot be quantized: {what} {nan} NaN and {bad - nan} infinite (or beyond "
+                f"float32) values among {t.numel()}; fix the checkpoint, or store such tensors exactly "
+                "(uncompressed) with --nonfinite raw")
+        quantize.add(name)
+    return quantize
+
+
+def _check_levels(name: str, q: QuantizedTensor) -> None:
+    """A step so small that levels overflow the coders (or float32 rounds it to zero) is the option's
+    fault, not the file's: say so before coding."""
+    if q.steps is not None and not np.all((q.steps > 0) & np.isfinite(q.steps)):
+        raise OptionError(f"tensor {name!r}: the quantization step is too small to store (it rounds to 0 "
+                          "in float32); use a larger step or QP")
+    if q.levels.size and (q.levels.max() > MAX_LEVEL or q.levels.min() < -MAX_LEVEL):
+        raise OptionError(f"tensor {name!r}: the quantization step is too small for its values (levels "
+                          f"beyond ±{MAX_LEVEL}); use a larger step, QP or fewer bits")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _importance(importance: StateDict | None, main: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

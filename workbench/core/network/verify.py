@@ -16,7 +16,10 @@ from pathlib import Path
 import torch
 
 from workbench.core.jobs import Job, Progress, run
-from workbench.core.network.checkpoint import StateDict
+from workbench.core.container import MAX_FILE_BYTES
+from workbench.core.errors import BitstreamError
+from workbench.core.files import read_limited
+from workbench.core.network.checkpoint import StateDict, same_values
 from workbench.core.network.compress import decompress_network
 
 
@@ -52,7 +55,7 @@ def check_file_job(path: str | os.PathLike, expected: StateDict, base: StateDict
     """Read `path`, decode it and compare with `expected`; yields one event per stage."""
     p = Path(path)
     yield Progress(0, 2, f"reading and decoding {p.name}")
-    data = p.read_bytes()
+    data = read_limited(p, MAX_FILE_BYTES, BitstreamError, what="a compressed network")
     t0 = time.perf_counter()
     decoded = decompress_network(data, base)
     decode_s = time.perf_counter() - t0
@@ -66,7 +69,7 @@ def check_file_job(path: str | os.PathLike, expected: StateDict, base: StateDict
             differing.append(f"{name}: shape {list(b.shape)} instead of {list(a.shape)}")
         elif a.dtype != b.dtype:
             differing.append(f"{name}: {_dtype(b)} instead of {_dtype(a)}")
-        elif not torch.equal(a.detach().cpu(), b):
+        elif not same_values(a.detach().cpu(), b):
             differing.append(f"{name}: values")
     return DecodeCheck(file=p.name, tensors=len(decoded), parameters=sum(t.numel() for t in decoded.values()),
                        missing=tuple(k for k in expected if k not in decoded),
