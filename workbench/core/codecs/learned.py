@@ -9,7 +9,7 @@ import numpy as np
 
 from workbench.core import container
 from workbench.core.codecs.base import Encoded, ImageCodec, register_codec
-from workbench.core.errors import BitstreamError
+from workbench.core.errors import BitstreamError, ImageError
 from workbench.core.jobs import Job, run
 from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
 from workbench.core.options import option
@@ -87,11 +87,29 @@ class LearnedCodec(ImageCodec):
     def encode_job(self, rgb: np.ndarray, options: LearnedOptions) -> Job[Encoded]:
         """Progress events while the latents are optimized (`options.optimize` steps), else none."""
         from workbench.core.learned.coding import encode_job
+        from workbench.core.learned.weights import load_codec_model
+        _refuse_wasteful_padding(rgb, load_codec_model(options.model).model.z_stride)
         return (yield from encode_job(rgb, options))
 
     def decode(self, data: bytes) -> np.ndarray:
         from workbench.core.learned.coding import decode_image
         return decode_image(data)
+
+
+MAX_PADDING = 16
+"""The most times its own area an image may grow by padding before the learned codec refuses it."""
+
+
+def _refuse_wasteful_padding(rgb: np.ndarray, stride: int) -> None:
+    """The model codes whole blocks of `stride` x `stride` pixels, so a thin image is coded padded to
+    many times its area (a 1 x 10000 strip of a photo took 14 bits per pixel at quality 4, 60 % of
+    raw RGB): refused, with the reason, rather than written."""
+    h, w = rgb.shape[:2]
+    ph, pw = -(-h // stride) * stride, -(-w // stride) * stride
+    if ph * pw > MAX_PADDING * h * w:
+        raise ImageError(f"the learned codec codes images in blocks of {stride} x {stride} pixels, so this "
+                         f"{w} x {h} image would be coded as {pw} x {ph} ({ph * pw / (h * w):.0f} times its area) and "
+                         "most of the file would code padding; use a classical codec for it")
 
 
 @dataclass(frozen=True)
