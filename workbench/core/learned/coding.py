@@ -36,7 +36,8 @@ def file_model(c: container.Container) -> CodecModel:
         if name in shipped_models():
             raise BitstreamError(f"this file was made with different weights for model {name!r} "
                                  "(model hash mismatch); decoding it would give a wrong image")
-        raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed here")
+        raise BitstreamError(f"this file needs the learned model {name!r}, which is not installed or remembered "
+                             "here (give its file with --model, or open it in the app)")
     return cm
 
 

@@ -73,12 +73,15 @@ class FactorizedDensity(nn.Module):
         return _lower_bound(p, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
-    def tables(self, span: int = 255) -> list[CategoricalTable]:
-        """One integer table per channel over the integers where the density has mass (float64 CPU)."""
+    def tables(self, span: int = 255, centers: torch.Tensor | None = None) -> list[CategoricalTable]:
+        """One integer table per channel over the integers k where the density has mass (float64 CPU):
+        the probability of the unit bin around centers[c] + k (centers default to 0)."""
         model = self.to(torch.float64)
         try:
             grid = torch.arange(-span, span + 1, dtype=torch.float64)
             x = grid.view(1, 1, -1).expand(self.channels, 1, -1)
+            if centers is not None:
+                x = x + centers.detach().to(torch.float64).view(-1, 1, 1)
             cdf_hi = torch.sigmoid(model._logits_cdf(x + 0.5))[:, 0]
             cdf_lo = torch.sigmoid(model._logits_cdf(x - 0.5))[:, 0]
             pmf = (cdf_hi - cdf_lo).clamp_min(0).numpy()

@@ -38,7 +38,7 @@ from workbench.core.options import option
 @dataclass(frozen=True)
 class TrainOptions:
     model: str = option("dct-hyperprior", "architecture",
-                        choices=tuple(MODELS.names()))
+                        choices=tuple(k.name for k in MODELS if k.trainable))
     channels: int = option(64, "channels of the transforms (N)", minimum=8, maximum=512)
     latent_channels: int = option(192, "channels of the latent y (M; the DCT model needs 192)", minimum=8, maximum=512)
     quantizer: str = option("sua", "training surrogate for rounding", choices=("noise", "ste", "sua"))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
+import pickle
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +30,7 @@ from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import MODEL_DIR, shipped_models
+from workbench.core.learned.catalog import MODEL_DIR, remembered_models, shipped_models
 from workbench.core.learned.kinds import MODELS, Encoded, TransformCodingModel
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 
@@ -95,10 +98,18 @@ def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> 
     return write_bytes_atomic(output, st_save(tensors, metadata=meta))
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar")    # CompressAI checkpoints: .pth.tar, .pth, .pt
+MAX_CHECKPOINT_BYTES = 1024 * 1024 * 1024
+
+
+def is_checkpoint(name: str) -> bool:
+    return Path(name).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
 def model_path(name: str) -> Path:
-    """A shipped model by name, or a path to a .safetensors model file."""
+    """A shipped model by name, or a path to a .safetensors model file or a CompressAI checkpoint."""
     p = Path(name)
-    if p.suffix == ".safetensors":
+    if p.suffix == ".safetensors" or is_checkpoint(name):
         if not p.is_file():
             raise OptionError(f"model file {p} not found")
         return p
@@ -154,22 +165,82 @@ def _unpack_offsets(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return out
 
 
+# CompressAI's zoo names its files <architecture>[-msssim]-<quality>-<hash8>.pth.tar, and trains quality q
+# with λ = these (MSE, on 255²·MSE) or those (MS-SSIM, on 1 − MS-SSIM).
+_ZOO_NAME = re.compile(r"^(?P<arch>[a-z0-9-]+?)(?:-(?P<metric>mse|msssim|ms-ssim))?-(?P<quality>[1-8])(?:-[0-9a-f]{6,})?\.")
+_ZOO_LAMBDAS = {"mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
+                "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)}
+
+
+@lru_cache(maxsize=8)
+def _load_checkpoint(path: str, mtime_ns: int) -> CodecModel:
+    """A CompressAI checkpoint (the zoo's bare state dict or the training example's dict with
+    "state_dict"), loaded without unpickling code, recognised from its keys and shapes alone."""
+    from workbench.core.learned.kinds.compressai_nets import plain_state_dict, recognise
+    size = os.stat(path).st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise OptionError(f"checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES >> 20} MB")
+    raw = Path(path).read_bytes()
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise OptionError(f"{Path(path).name} holds Python objects besides tensors; opening it would need "
+                          "unpickling that can run code, so only weights-only checkpoints are opened") from None
+    except (RuntimeError, ValueError, EOFError, OSError, AttributeError) as exc:
+        reason = " ".join(str(exc).split()[:16]) or type(exc).__name__
+        raise OptionError(f"{Path(path).name} is not a readable PyTorch checkpoint ({reason})") from None
+    state = plain_state_dict(obj)
+    arch, n, m = recognise(state)
+    model = MODELS.get(arch)(n=n, m=m)
+    bound = state.get("gaussian_conditional.scale_bound")
+    model.load_compressai(state, float(bound.reshape(-1)[0]) if isinstance(bound, torch.Tensor) and bound.numel() else 0.11)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise OptionError(f"{Path(path).name} holds non-finite weights")
+    tables = model.coding_tables()
+    info = {"architecture": arch, "description": f"CompressAI {arch} (N={n}, M={m})"}
+    zoo = _ZOO_NAME.match(Path(path).name.lower())
+    if zoo and zoo.group("arch") == arch:
+        metric = "ms-ssim" if zoo.group("metric") in ("msssim", "ms-ssim") else "mse"
+        info.update(metric=metric, quality=zoo.group("quality"),
+                    lambdas=json.dumps([_ZOO_LAMBDAS[metric][int(zoo.group("quality")) - 1]]))
+    tcq = (tuple(tables["tables.tcq0"]), tuple(tables["tables.tcq1"])) if "tables.tcq0" in tables else None
+    exact = torch.nn.ModuleDict({name: copy.deepcopy(getattr(model, name)).to(torch.float64).eval()
+                                 for name in model.symbol_modules})
+    return CodecModel(Path(path).name, model, tuple(tables["tables.hyper"]), tuple(tables.get("tables.gaussian", ())),
+                      tcq, hashlib.sha256(raw).digest(), info, exact)
+
+
 _BY_HASH: dict[bytes, CodecModel] = {}
 
 
 def load_codec_model(name: str) -> CodecModel:
     path = model_path(name)
-    cm = _load_cached(str(path.resolve()), os.stat(path).st_mtime_ns)
+    load = _load_checkpoint if is_checkpoint(name) else _load_cached
+    cm = load(str(path.resolve()), os.stat(path).st_mtime_ns)
     _BY_HASH[cm.sha256] = cm
     return cm
 
 
 def model_for_file(name: str, sha256: bytes) -> CodecModel | None:
-    """The model a bitstream names: a shipped model of that name with that hash, or any model file this
-    process has loaded with that hash (a model given by path when encoding). None when there is none."""
+    """The model a bitstream names: a shipped model of that name with that hash, any model file this
+    process has loaded with that hash (a model given by path), or a remembered imported model of that
+    name with that hash. None when there is none."""
     if name in shipped_models():
         cm = load_codec_model(name)
         if cm.sha256 == sha256:
             return cm
-    return _BY_HASH.get(sha256)
+    if sha256 in _BY_HASH:
+        return _BY_HASH[sha256]
+    for path in remembered_models():        # a model the user imported before, found by its name
+        if Path(path).name == name or Path(path).stem == name:
+            try:
+                cm = load_codec_model(path)
+            except OptionError:
+                continue
+            if cm.sha256 == sha256:
+                return cm
+    return None
 

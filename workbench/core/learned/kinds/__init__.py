@@ -1,7 +1,7 @@
 """The registered model kinds, one module per family (`base.py` says what a kind owns). Importing
 this package fills `MODELS`."""
 
-from workbench.core.learned.kinds import dct, dct_context, factorized, hyperprior, shvq  # noqa: F401
+from workbench.core.learned.kinds import compressai, dct, dct_context, factorized, hyperprior, shvq  # noqa: F401
 from workbench.core.learned.kinds.base import (CODEC_ID, MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, Encoded,  # noqa: F401
                                                TransformCodingModel, interpolate_levels)
 

@@ -66,9 +66,9 @@ class ForwardResult:
     latents: int              # number of latent elements (y and z) per image
 
 
-class TransformCodingModel(nn.Module):
-    """Base of the registered kinds. `analyse` is what an encoder runs on the image (before the gains),
-    `synthesise` what a decoder runs on ŷ (after the inverse gains)."""
+class ModelKind(nn.Module):
+    """The interface every registered kind implements. `analyse` is what an encoder runs on the image
+    (before any gains), `synthesise` what a decoder runs on ŷ (after the inverse gains)."""
 
     name: ClassVar[str]
     label: ClassVar[str]
@@ -82,19 +82,12 @@ class TransformCodingModel(nn.Module):
     # encoder and decoder alike run on the CPU (`CodecModel.exact`).
     symbol_modules: ClassVar[tuple[str, ...]] = ()
     stored_tables: ClassVar[tuple[str, ...]] = ("tables.hyper",)    # what a model file must hold
+    levels: int = 1
+    trainable: ClassVar[bool] = True        # `workbench train` can train it from scratch
 
-    def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
-        super().__init__()
-        self.n, self.m, self.levels = n, m, levels
-        self.config = {"n": n, "m": m, "levels": levels, "scale_bound": scale_bound}
-        self.g_a, self.g_s = self.build_transforms(n, m)
-        # Gains start spread out so the levels differ from the first step (λ spans 100x: gains ~3x).
-        ramp = torch.linspace(-0.6, 0.6, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
-        self.log_gain = nn.Parameter(ramp.repeat(1, m))
-        self.log_inv_gain = nn.Parameter(-ramp.repeat(1, m))
-
-    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
-        raise NotImplementedError
+    def rate_point(self, quality: float) -> float:
+        """The quality an encode uses and records for the option's value: a one-rate model has only 1."""
+        return float(quality)
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)
@@ -107,13 +100,10 @@ class TransformCodingModel(nn.Module):
         rate-distortion decisions. A nonlinear synthesis has no single value; 1 is the neutral guess."""
         return torch.ones(self.m)
 
-    # --- gains ---------------------------------------------------------------------------------
-    def _interp(self, table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-        """Gains for per-image qualities in [1, levels] (N,) -> (N, C, 1, 1)."""
-        return torch.exp(interpolate_levels(table, quality))[:, :, None, None]
-
     def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._interp(self.log_gain, quality), self._interp(self.log_inv_gain, quality)
+        """(gain, inverse gain) per image, (N, C, 1, 1); a model with one rate point has none."""
+        one = torch.ones(quality.shape[0], self.m, 1, 1, device=quality.device)
+        return one, one
 
     # --- training ------------------------------------------------------------------------------
     @classmethod
@@ -165,7 +155,33 @@ class TransformCodingModel(nn.Module):
             raise OptionError(f"per-image latent optimization is not available for the {self.name} model")
 
 
-MODELS: Registry[TransformCodingModel] = Registry("model architecture")
+
+
+class TransformCodingModel(ModelKind):
+    """Our own kinds: one network for the whole rate range through gain units (module docstring)."""
+
+    def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
+        super().__init__()
+        self.n, self.m, self.levels = n, m, levels
+        self.config = {"n": n, "m": m, "levels": levels, "scale_bound": scale_bound}
+        self.g_a, self.g_s = self.build_transforms(n, m)
+        # Gains start spread out so the levels differ from the first step (λ spans 100x: gains ~3x).
+        ramp = torch.linspace(-0.6, 0.6, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
+        self.log_gain = nn.Parameter(ramp.repeat(1, m))
+        self.log_inv_gain = nn.Parameter(-ramp.repeat(1, m))
+
+    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def _interp(self, table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """Gains for per-image qualities in [1, levels] (N,) -> (N, C, 1, 1)."""
+        return torch.exp(interpolate_levels(table, quality))[:, :, None, None]
+
+    def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._interp(self.log_gain, quality), self._interp(self.log_inv_gain, quality)
+
+
+MODELS: Registry[ModelKind] = Registry("model architecture")
 
 
 # --- helpers shared by the kinds' coders ------------------------------------------------------------
@@ -192,7 +208,7 @@ def threads(n: int):
         torch.set_num_threads(old)
 
 
-def synthesise_pixels(model: TransformCodingModel, y_hat: torch.Tensor, g_inv: torch.Tensor,
+def synthesise_pixels(model: ModelKind, y_hat: torch.Tensor, g_inv: torch.Tensor,
                       size: tuple[int, int]) -> np.ndarray:
     """8-bit RGB (H, W, 3) from float64 ŷ: the synthesis on the CPU in float32 with a fixed thread count,
     so the pixels do not depend on the caller's torch thread setting."""

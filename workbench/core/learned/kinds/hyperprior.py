@@ -49,82 +49,22 @@ def step_scale(quantizer: str) -> float:
     return TRELLIS_STEP_SCALE if quantizer.startswith("tcq") else 1.0
 
 
-@MODELS.register
-class MeanScaleHyperprior(TransformCodingModel):
-    """mbt2018-mean style: a hyperprior z predicts a mean and a scale per latent; z has its own
-    factorized density. Gain units act on y and (with their own gains) on z."""
+class HyperpriorCoding:
+    """How a hyperprior kind's latents become streams and come back (the bitstream of the module
+    docstring). A kind that mixes this in provides `analyse`, `synthesise`, `gains`, `gains_z`, `h_a`,
+    `entropy_params`, `density_z`, `gaussian`, `levels`, and may override the hooks below: what the
+    hyper-analysis sees, the offsets z is rounded around, and how y is written (the context kind)."""
 
-    name = "hyperprior"
-    label = "Mean-scale hyperprior (Minnen 2018)"
     latent_quantizers = ("round", "rdoq", "tcq4", "tcq8")
-    supports_optimize = True
-    supports_finetune = True
     symbol_modules = ("h_s",)
     stored_tables = ("tables.hyper", "tables.gaussian")      # the trellis tables are optional (older files)
 
-    def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
-        super().__init__(n, m, levels, scale_bound)
-        self.h_a, self.h_s = self.build_hyper(n, m)
-        self.density_z = FactorizedDensity(n)
-        self.gaussian = GaussianScales(scale_bound)
-        ramp = torch.linspace(-0.3, 0.3, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
-        self.log_gain_z = nn.Parameter(ramp.repeat(1, n))
-        self.log_inv_gain_z = nn.Parameter(-ramp.repeat(1, n))
+    def hyper_analyse(self, y: torch.Tensor) -> torch.Tensor:
+        return self.h_a(y)
 
-    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
-        return layers.analysis(n, m), layers.synthesis(n, m)
-
-    def build_hyper(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
-        act = lambda: nn.LeakyReLU(inplace=True)
-        h_a = nn.Sequential(layers.conv(m, n, 3, 1), act(), layers.conv(n, n), act(), layers.conv(n, n))
-        h_s = nn.Sequential(layers.deconv(n, m), act(), layers.deconv(m, m * 3 // 2), act(),
-                            layers.conv(m * 3 // 2, 2 * m, 3, 1))
-        return h_a, h_s
-
-    def gains_z(self, quality):
-        return self._interp(self.log_gain_z, quality), self._interp(self.log_inv_gain_z, quality)
-
-    def entropy_params(self, z_hat_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        means, scales = self.h_s(z_hat_scaled).chunk(2, dim=1)
-        return means, scales
-
-    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
-        g, g_inv = self.gains(quality)
-        gz, gz_inv = self.gains_z(quality)
-        y = self.analyse(x) * g
-        z = self.h_a(y) * gz
-        # z uses additive noise in training (its rate is small); `hard` rounds it as inference does.
-        z_tilde = torch.round(z) if hard else z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        bits_z = -torch.log2(self.density_z.likelihood(z_tilde)).sum(dim=(1, 2, 3))
-        means, scales = self.entropy_params(z_tilde * gz_inv)
-        # Zero-center quantization: the surrogate acts on the residual y − μ, so its offset (what
-        # rounding adds) depends on μ, but the offset is gradient-free and the reconstruction is
-        # y + offset. That is the partial stop-gradient: μ gets its gradient from the rate alone, as
-        # at inference, where μ + round(y − μ) lands next to y whatever μ is. (Letting the
-        # reconstruction's gradient reach μ as well — ŷ = μ + Q(y − sg(μ)) — made training diverge
-        # within 40 steps here: the surrogate then claims μ moves ŷ, which rounding undoes.)
-        if zero_center:
-            offset = (surrogate(y - means, step) - (y - means)).detach()
-            residual = y - means + offset
-            y_tilde = y + offset
-        else:
-            y_tilde = surrogate(y, step)
-            residual = y_tilde - means
-        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum(dim=(1, 2, 3))
-        x_hat = self.synthesise(y_tilde * g_inv)
-        return ForwardResult(x_hat, bits_y, bits_z, y[0].numel() + z[0].numel())
-
-    def latent_terms(self, y, z, quality, quantizer, step) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bits and x̂ of given (gained) latents under a rounding surrogate whose gradient reaches the
-        latents themselves: what per-image optimization descends (`optimize.refine_latents`)."""
-        _, gz_inv = self.gains_z(quality)
-        _, g_inv = self.gains(quality)
-        z_t = quantizer(z, step)
-        bits_z = -torch.log2(self.density_z.likelihood(z_t)).sum()
-        means, scales = self.entropy_params(z_t * gz_inv)
-        residual = quantizer(y - means, step)
-        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum()
-        return bits_y + bits_z, self.synthesise((means + residual) * g_inv)
+    def z_offsets(self) -> torch.Tensor | None:
+        """Per-channel values z is rounded around (z ≈ offset + integer); None for 0."""
+        return None
 
     def coding_tables(self):
         q0, q1 = densities.trellis_tables()
@@ -139,26 +79,30 @@ class MeanScaleHyperprior(TransformCodingModel):
         h, w = rgb.shape[:2]
         device = pick_device(options.device)
         x = to_tensor(rgb, self.z_stride)
-        quality = torch.tensor([float(options.quality)])
+        quality = torch.tensor([self.rate_point(options.quality)])
         with torch.no_grad():
             try:
                 self.to(device)
                 g, _ = self.gains(quality.to(device))
                 y = (self.analyse(x.to(device)) * g).to("cpu", torch.float64)
                 gz, _ = self.gains_z(quality.to(device))
-                z = (self.h_a(y.to(device, torch.float32)) * gz).to("cpu", torch.float64)
+                z = (self.hyper_analyse(y.to(device, torch.float32)) * gz).to("cpu", torch.float64)
             finally:
                 self.to("cpu")
         if options.optimize:
             y, z = yield from refine_latents(cm, x, y, z, quality, options.optimize, (h, w), device)
         writer_z, writer_y = CategoricalWriter(), CategoricalWriter()
-        z_hat = code_per_channel(writer_z, torch.round(z)[0], cm.hyper_tables)
+        offsets = self.z_offsets()
+        offsets = torch.zeros(z.shape[1], 1, 1, dtype=torch.float64) if offsets is None else \
+            offsets.to(torch.float64).view(-1, 1, 1)
+        z_int = code_per_channel(writer_z, torch.round(z[0] - offsets), cm.hyper_tables)
+        z_hat = z_int + offsets
         means, scales = self.hyper_params(cm, z_hat[None], quality)
         quantizer = LATENT_QUANTIZERS.get(options.quantizer)(device)
         _, bits_y = self.write_latents(cm, writer_y, y, means, scales, quality, quantizer, float(options.step))
         with torch.no_grad():
             bits_z = float(-torch.log2(self.density_z.likelihood(z_hat[None].to(torch.float32))).sum())
-        params = {"model": cm.name, "quality": float(options.quality), "step": float(options.step)}
+        params = {"model": cm.name, "quality": float(quality[0]), "step": float(options.step)}
         if options.quantizer != "round":
             params["quantizer"] = options.quantizer
         return Encoded(pack_image(cm, params, (h, w), [writer_z.finish(), writer_y.finish()]), bits_y + bits_z)
@@ -175,6 +119,9 @@ class MeanScaleHyperprior(TransformCodingModel):
         z_hat = read_per_channel(reader_z, cm.hyper_tables,
                                  (padded(h, self.z_stride) // self.z_stride, padded(w, self.z_stride) // self.z_stride))
         reader_z.finish()
+        offsets = self.z_offsets()
+        if offsets is not None:
+            z_hat = z_hat + offsets.to(torch.float64).view(-1, 1, 1)
         means, scales = self.hyper_params(cm, z_hat[None], q)
         y_hat = self.read_latents(cm, reader_y, means, scales, q, LATENT_QUANTIZERS.get(quantizer_name)(), step)
         reader_y.finish()
@@ -185,7 +132,7 @@ class MeanScaleHyperprior(TransformCodingModel):
         """μ and σ (float64, CPU) from integer z: identical on every machine that runs this code."""
         with torch.no_grad(), threads(1):
             _, gz_inv = self.gains_z(quality)
-            means, scales = cm.exact.h_s(z_hat * gz_inv.to(torch.float64)).chunk(2, dim=1)
+            means, scales = self.entropy_params(z_hat * gz_inv.to(torch.float64), cm.exact.h_s)
         return means, torch.clamp_min(scales, self.gaussian.scale_bound)
 
     def write_latents(self, cm, writer: CategoricalWriter, y, means, scales, quality, quantizer, step: float
@@ -229,3 +176,80 @@ class MeanScaleHyperprior(TransformCodingModel):
             energy = self.synthesis_energy().to(torch.float64)
         w = lam * 255.0 ** 2 / 3.0 * energy * g_inv.flatten().to(torch.float64) ** 2 * delta ** 2
         return RDO_WEIGHT * w.numpy()
+
+
+@MODELS.register
+class MeanScaleHyperprior(HyperpriorCoding, TransformCodingModel):
+    """mbt2018-mean style: a hyperprior z predicts a mean and a scale per latent; z has its own
+    factorized density. Gain units act on y and (with their own gains) on z."""
+
+    name = "hyperprior"
+    label = "Mean-scale hyperprior (Minnen 2018)"
+    supports_optimize = True
+    supports_finetune = True
+
+    def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
+        super().__init__(n, m, levels, scale_bound)
+        self.h_a, self.h_s = self.build_hyper(n, m)
+        self.density_z = FactorizedDensity(n)
+        self.gaussian = GaussianScales(scale_bound)
+        ramp = torch.linspace(-0.3, 0.3, levels).view(levels, 1) if levels > 1 else torch.zeros(1, 1)
+        self.log_gain_z = nn.Parameter(ramp.repeat(1, n))
+        self.log_inv_gain_z = nn.Parameter(-ramp.repeat(1, n))
+
+    def build_transforms(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        return layers.analysis(n, m), layers.synthesis(n, m)
+
+    def build_hyper(self, n: int, m: int) -> tuple[nn.Module, nn.Module]:
+        act = lambda: nn.LeakyReLU(inplace=True)
+        h_a = nn.Sequential(layers.conv(m, n, 3, 1), act(), layers.conv(n, n), act(), layers.conv(n, n))
+        h_s = nn.Sequential(layers.deconv(n, m), act(), layers.deconv(m, m * 3 // 2), act(),
+                            layers.conv(m * 3 // 2, 2 * m, 3, 1))
+        return h_a, h_s
+
+    def gains_z(self, quality):
+        return self._interp(self.log_gain_z, quality), self._interp(self.log_inv_gain_z, quality)
+
+    def entropy_params(self, z_hat_scaled: torch.Tensor, h_s: nn.Module | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, σ) of y from the un-gained ẑ; the coder passes the float64 copy of h_s."""
+        means, scales = (h_s or self.h_s)(z_hat_scaled).chunk(2, dim=1)
+        return means, scales
+
+    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
+        g, g_inv = self.gains(quality)
+        gz, gz_inv = self.gains_z(quality)
+        y = self.analyse(x) * g
+        z = self.h_a(y) * gz
+        # z uses additive noise in training (its rate is small); `hard` rounds it as inference does.
+        z_tilde = torch.round(z) if hard else z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        bits_z = -torch.log2(self.density_z.likelihood(z_tilde)).sum(dim=(1, 2, 3))
+        means, scales = self.entropy_params(z_tilde * gz_inv)
+        # Zero-center quantization: the surrogate acts on the residual y − μ, so its offset (what
+        # rounding adds) depends on μ, but the offset is gradient-free and the reconstruction is
+        # y + offset. That is the partial stop-gradient: μ gets its gradient from the rate alone, as
+        # at inference, where μ + round(y − μ) lands next to y whatever μ is. (Letting the
+        # reconstruction's gradient reach μ as well — ŷ = μ + Q(y − sg(μ)) — made training diverge
+        # within 40 steps here: the surrogate then claims μ moves ŷ, which rounding undoes.)
+        if zero_center:
+            offset = (surrogate(y - means, step) - (y - means)).detach()
+            residual = y - means + offset
+            y_tilde = y + offset
+        else:
+            y_tilde = surrogate(y, step)
+            residual = y_tilde - means
+        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum(dim=(1, 2, 3))
+        x_hat = self.synthesise(y_tilde * g_inv)
+        return ForwardResult(x_hat, bits_y, bits_z, y[0].numel() + z[0].numel())
+
+    def latent_terms(self, y, z, quality, quantizer, step) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bits and x̂ of given (gained) latents under a rounding surrogate whose gradient reaches the
+        latents themselves: what per-image optimization descends (`optimize.refine_latents`)."""
+        _, gz_inv = self.gains_z(quality)
+        _, g_inv = self.gains(quality)
+        z_t = quantizer(z, step)
+        bits_z = -torch.log2(self.density_z.likelihood(z_t)).sum()
+        means, scales = self.entropy_params(z_t * gz_inv)
+        residual = quantizer(y - means, step)
+        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum()
+        return bits_y + bits_z, self.synthesise((means + residual) * g_inv)

@@ -1,0 +1,110 @@
+"""CompressAI checkpoints opened as learned codecs: both checkpoint forms, all six architectures coded
+through our container and decoded to what the encoder reconstructed, the tools each allows, and
+one-line refusals of checkpoints that are not what they claim. The checkpoints are tiny ones with
+CompressAI's key layout that the tests make themselves (CompressAI itself is only an opt-in oracle:
+benchmarks/compressai_oracle.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.core import container
+from workbench.core.codecs import get_codec
+from workbench.core.compress import compress_image
+from workbench.core.errors import BitstreamError, OptionError
+from workbench.core.learned.kinds import MODELS
+from workbench.core.learned.kinds.compressai_nets import ARCHITECTURES
+from workbench.core.learned.weights import load_codec_model
+
+RGB = (np.indices((72, 88, 3)).sum(0) * 7 % 256).astype(np.uint8)
+
+
+def compressai_state(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A checkpoint as CompressAI writes one after `update()`: our kind's parameters carry CompressAI's
+    names, plus its coding buffers (which the loader ignores) and quantiles around a median."""
+    torch.manual_seed(seed)
+    n, m = (8, 8) if arch.startswith("cheng2020") else (8, 12)
+    model = MODELS.get(arch)(n=n, m=m)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    eb = model.entropy_bottleneck
+    state["entropy_bottleneck.quantiles"] = torch.tensor([-6.0, 0.3, 6.0]).repeat(eb.channels, 1, 1)
+    state["entropy_bottleneck._offset"] = torch.zeros(eb.channels, dtype=torch.int32)
+    state["entropy_bottleneck._quantized_cdf"] = torch.zeros(eb.channels, 20, dtype=torch.int32)
+    state["entropy_bottleneck._cdf_length"] = torch.zeros(eb.channels, dtype=torch.int32)
+    if arch != "bmshj2018-factorized":
+        state["gaussian_conditional.scale_table"] = torch.exp(torch.linspace(np.log(0.11), np.log(256), 64))
+        state["gaussian_conditional.scale_bound"] = torch.tensor([0.11])
+    return state
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compressai")
+    files = {}
+    for arch in ARCHITECTURES:
+        state = compressai_state(arch)
+        bare = tmp / f"{arch}-3-0123abcd.pth.tar"          # the zoo's name and form: quality 3, MSE
+        torch.save(state, bare)
+        wrapped = tmp / f"{arch}-checkpoint_best_loss.pth.tar"       # the training example's form
+        torch.save({"epoch": 4, "state_dict": {f"module.{k}": v for k, v in state.items()}, "loss": 0.5,
+                    "optimizer": {"state": {}, "param_groups": []}}, wrapped)
+        files[arch] = (bare, wrapped)
+    return files
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_both_checkpoint_forms_code_and_decode_bit_exactly(checkpoints, arch):
+    bare, wrapped = checkpoints[arch]
+    a = compress_image(RGB, "learned", model=str(bare))
+    b = compress_image(RGB, "learned", model=str(wrapped))
+    assert a.reconstruction.shape == RGB.shape and np.array_equal(a.reconstruction, b.reconstruction)
+    assert np.array_equal(get_codec("learned").decode(a.data), a.reconstruction)
+    stream_bits = 8 * sum(len(s) for s in container.unpack(a.data).streams)    # what the estimate is of
+    assert abs(stream_bits - a.estimated_bits) < 96 + 0.05 * a.estimated_bits
+    cm = load_codec_model(str(bare))
+    assert cm.model.name == arch and cm.info["quality"] == "3" and cm.info["metric"] == "mse"
+
+
+def test_a_file_names_its_checkpoint_by_hash(checkpoints, tmp_path):
+    bare, _ = checkpoints["mbt2018-mean"]
+    data = compress_image(RGB, "learned", model=str(bare)).data
+    other = tmp_path / bare.name                 # same name, other weights
+    torch.save(compressai_state("mbt2018-mean", seed=1), other)
+    from workbench.core.learned import weights
+    own = weights._BY_HASH.pop(load_codec_model(str(bare)).sha256)
+    try:
+        load_codec_model(str(other))
+        with pytest.raises(BitstreamError, match="needs the learned model"):
+            get_codec("learned").decode(data)
+    finally:
+        weights._BY_HASH[own.sha256] = own
+
+
+def test_tools_each_architecture_allows(checkpoints):
+    mean, _ = checkpoints["mbt2018-mean"]
+    r = compress_image(RGB, "learned", model=str(mean), quantizer="tcq8")       # λ known from the zoo name
+    assert np.array_equal(get_codec("learned").decode(r.data), r.reconstruction)
+    _, unnamed = checkpoints["mbt2018-mean"]
+    with pytest.raises(OptionError, match="needs the λ"):
+        compress_image(RGB, "learned", model=str(unnamed), quantizer="rdoq")
+    ar, _ = checkpoints["mbt2018"]
+    with pytest.raises(OptionError, match="round only"):
+        compress_image(RGB, "learned", model=str(ar), quantizer="tcq8")
+    with pytest.raises(OptionError, match="optimization is not available"):
+        compress_image(RGB, "learned", model=str(ar), optimize=2)
+
+
+def test_malformed_checkpoints_get_one_line_errors(checkpoints, tmp_path):
+    state = compressai_state("mbt2018-mean")
+    cases = {
+        "missing.pth": {k: v for k, v in state.items() if k != "g_s.0.weight"},
+        "shape.pth": {**state, "entropy_bottleneck.matrices.0": torch.zeros(3, 3, 1)},
+        "notimage.pt": {"fc.weight": torch.zeros(3, 3)},
+    }
+    for name, obj in cases.items():
+        torch.save(obj, tmp_path / name)
+    (tmp_path / "code.pth").write_bytes(b"\x80\x04cos\nsystem\n(S'echo pwned'\ntR.")   # a pickle that runs code
+    for name in (*cases, "code.pth"):
+        with pytest.raises(OptionError) as err:
+            load_codec_model(str(tmp_path / name))
+        assert "\n" not in str(err.value) and len(str(err.value)) < 300, str(err.value)
