@@ -108,3 +108,13 @@ def test_malformed_checkpoints_get_one_line_errors(checkpoints, tmp_path):
         with pytest.raises(OptionError) as err:
             load_codec_model(str(tmp_path / name))
         assert "\n" not in str(err.value) and len(str(err.value)) < 300, str(err.value)
+
+
+def test_a_folder_of_zoo_checkpoints_is_one_model_whose_quality_picks_the_file(tmp_path):
+    for q in (1, 2):
+        torch.save(compressai_state("bmshj2018-hyperprior", seed=q), tmp_path / f"bmshj2018-hyperprior-{q}-00ff00ff.pth.tar")
+    names = [container.unpack(compress_image(RGB, "learned", model=str(tmp_path), quality=q).data).params["model"]
+             for q in (1, 2)]
+    assert names == ["bmshj2018-hyperprior-1-00ff00ff.pth.tar", "bmshj2018-hyperprior-2-00ff00ff.pth.tar"]
+    with pytest.raises(OptionError, match="qualities 1, 2, not 5"):
+        compress_image(RGB, "learned", model=str(tmp_path), quality=5)

@@ -3,7 +3,7 @@ coded, so listing codecs stays instant."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from workbench.core import container
 from workbench.core.codecs.base import Encoded, ImageCodec, register_codec
 from workbench.core.errors import BitstreamError, ImageError
 from workbench.core.jobs import Job, run
-from workbench.core.learned.catalog import DEFAULT_MODEL, shipped_models
+from workbench.core.learned.catalog import DEFAULT_MODEL, model_for_quality, shipped_models
 from workbench.core.options import option
 
 CODEC_ID = "learned"
@@ -22,7 +22,9 @@ class LearnedOptions:
     quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
                             "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
     model: str = option(DEFAULT_MODEL, "shipped model name (dct-hyperprior-mse for PSNR, dct-hyperprior-msssim "
-                        "for MS-SSIM) or a .safetensors path")
+                        "for MS-SSIM), a .safetensors path, a CompressAI checkpoint (.pth.tar, .pth, .pt: one rate "
+                        "point, quality does not apply) or a folder of CompressAI zoo checkpoints (quality picks "
+                        "the file)")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
                          minimum=0.25, maximum=8.0, step=0.05, label="Step Δ")
     quantizer: str = option("round", "how latents become integers: rounding; rounding with rate-distortion "
@@ -88,6 +90,9 @@ class LearnedCodec(ImageCodec):
         """Progress events while the latents are optimized (`options.optimize` steps), else none."""
         from workbench.core.learned.coding import encode_job
         from workbench.core.learned.weights import load_codec_model
+        model = model_for_quality(options.model, options.quality)      # a folder of zoo checkpoints
+        if model != options.model:
+            options = replace(options, model=model)
         _refuse_wasteful_padding(rgb, load_codec_model(options.model).model.z_stride)
         return (yield from encode_job(rgb, options))
 

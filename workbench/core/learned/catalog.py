@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
 from workbench.core.atomic import write_bytes_atomic
-from workbench.core.errors import OutputError
+from workbench.core.errors import OptionError, OutputError
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
 DEFAULT_MODEL = "dct-hyperprior-mse"
@@ -92,6 +93,42 @@ def model_label(value: str) -> str:
     name = value if shipped else path.name
     metric = METRIC_NAMES.get(_metadata(path).get("metric", "")) if path.suffix == ".safetensors" else None
     return f"{name} ({metric})" if metric else name
+
+
+# CompressAI's zoo names its files <architecture>[-msssim]-<quality>-<hash>.pth.tar: one model per quality.
+_ZOO_NAME = re.compile(r"^(?P<arch>[a-z0-9-]+?)(?:-(?P<metric>mse|msssim|ms-ssim))?-(?P<quality>[1-8])"
+                       r"(?:-[0-9a-f]{6,})?\.(?:pth\.tar|pth|pt|tar)$")
+
+
+def zoo_name(path: str | os.PathLike) -> tuple[str, str, int] | None:
+    """(architecture, metric "mse" or "ms-ssim", quality) that a zoo-style file name states, else None."""
+    m = _ZOO_NAME.match(Path(path).name.lower())
+    if not m:
+        return None
+    return m.group("arch"), "ms-ssim" if m.group("metric") in ("msssim", "ms-ssim") else "mse", int(m.group("quality"))
+
+
+def model_for_quality(value: str, quality: float) -> str:
+    """The model file for a quality: a folder of CompressAI checkpoints named as the zoo names them (one
+    file per quality, one architecture and metric) is one model whose quality picks the file; any other
+    value is returned as it is."""
+    folder = Path(value)
+    if not folder.is_dir():
+        return value
+    found = {}
+    for f in sorted(folder.iterdir()):
+        stated = zoo_name(f) if f.is_file() else None
+        if stated:
+            found.setdefault(stated[:2], {})[stated[2]] = str(f)
+    if len(found) != 1:
+        kinds = ", ".join(f"{a} ({m})" for a, m in found) or "none"
+        raise OptionError(f"{folder} must hold checkpoints of one architecture and metric named like CompressAI's "
+                          f"zoo files (e.g. mbt2018-mean-3-....pth.tar); found {kinds}")
+    by_quality = next(iter(found.values()))
+    q = int(round(quality))
+    if q not in by_quality:
+        raise OptionError(f"{folder} has checkpoints for qualities {', '.join(map(str, sorted(by_quality)))}, not {q}")
+    return by_quality[q]
 
 
 def model_choices() -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +29,7 @@ from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import MODEL_DIR, remembered_models, shipped_models
+from workbench.core.learned.catalog import MODEL_DIR, remembered_models, shipped_models, zoo_name
 from workbench.core.learned.kinds import MODELS, Encoded, TransformCodingModel
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 
@@ -165,9 +164,7 @@ def _unpack_offsets(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return out
 
 
-# CompressAI's zoo names its files <architecture>[-msssim]-<quality>-<hash8>.pth.tar, and trains quality q
-# with λ = these (MSE, on 255²·MSE) or those (MS-SSIM, on 1 − MS-SSIM).
-_ZOO_NAME = re.compile(r"^(?P<arch>[a-z0-9-]+?)(?:-(?P<metric>mse|msssim|ms-ssim))?-(?P<quality>[1-8])(?:-[0-9a-f]{6,})?\.")
+# CompressAI's zoo trains quality q with λ = these (MSE, on 255²·MSE) or those (MS-SSIM, on 1 − MS-SSIM).
 _ZOO_LAMBDAS = {"mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
                 "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)}
 
@@ -201,11 +198,10 @@ def _load_checkpoint(path: str, mtime_ns: int) -> CodecModel:
         raise OptionError(f"{Path(path).name} holds non-finite weights")
     tables = model.coding_tables()
     info = {"architecture": arch, "description": f"CompressAI {arch} (N={n}, M={m})"}
-    zoo = _ZOO_NAME.match(Path(path).name.lower())
-    if zoo and zoo.group("arch") == arch:
-        metric = "ms-ssim" if zoo.group("metric") in ("msssim", "ms-ssim") else "mse"
-        info.update(metric=metric, quality=zoo.group("quality"),
-                    lambdas=json.dumps([_ZOO_LAMBDAS[metric][int(zoo.group("quality")) - 1]]))
+    stated = zoo_name(path)
+    if stated and stated[0] == arch:
+        _, metric, quality = stated
+        info.update(metric=metric, quality=str(quality), lambdas=json.dumps([_ZOO_LAMBDAS[metric][quality - 1]]))
     tcq = (tuple(tables["tables.tcq0"]), tuple(tables["tables.tcq1"])) if "tables.tcq0" in tables else None
     exact = torch.nn.ModuleDict({name: copy.deepcopy(getattr(model, name)).to(torch.float64).eval()
                                  for name in model.symbol_modules})
