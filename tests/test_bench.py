@@ -108,3 +108,13 @@ def test_sweeps_are_checked_before_anything_is_measured(images, sweeps, message)
 def test_jobs_below_one_are_refused(images):
     with pytest.raises(OptionError, match="at least 1"):
         next(bench_job(images, ["jpeg"], jobs=0))
+
+
+def test_a_cancelled_parallel_run_keeps_the_points_it_reported(images, tmp_path):
+    out = tmp_path / "out"
+    job = bench_job(images, ["jpeg", "webp"], SWEEPS, jobs=2, out_dir=out)
+    reported = [next(job).point, next(job).point]
+    job.close()
+    events, _ = _events(bench_job(images, ["jpeg", "webp"], SWEEPS, out_dir=out))
+    assert {e.point for e in events if e.resumed} == set(reported)
+    assert sum(e.resumed for e in events) == 2

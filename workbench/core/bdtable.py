@@ -109,22 +109,22 @@ def bd_rows(anchor: ResultsCurve, tests: Sequence[ResultsCurve], interval: str =
     rows = [{"codec": t.name, "anchor": anchor.name, "measured": t.measured, "source": t.source, "notes": []}
             for t in tests]
     for key, title, unit in METRICS:
-        ranges = {id(c): _range(c, key) for c in (anchor, *tests)}
-        shared = bdrate.overlap(*(r for r in ranges.values() if r is not None)) if interval == "common" else None
-        for row, test in zip(rows, tests):
-            ra, rt = ranges[id(anchor)], ranges[id(test)]
-            pair = bdrate.overlap(ra, rt)
-            used = shared if interval == "common" else pair
+        ra = _range(anchor, key)
+        test_ranges = [_range(t, key) for t in tests]
+        shared = bdrate.overlap(*(r for r in (ra, *test_ranges) if r is not None))
+        for row, test, rt in zip(rows, tests, test_ranges):
+            used = shared if interval == "common" else bdrate.overlap(ra, rt)
             value = float("nan")
             if used is not None and ra is not None and rt is not None:
                 value = bdrate.bd_rate(anchor.bpp, getattr(anchor, key), test.bpp, getattr(test, key),
                                        interval=used if interval == "common" else None)
             row[key] = value
-            row[f"{key}_interval"] = list(used) if used is not None and math.isfinite(value) else None
+            row[f"{key}_interval"] = list(used) if math.isfinite(value) else None
             if ra is None or rt is None:
                 continue
             if used is None:
-                why = "no quality interval is shared by all curves" if interval == "common" else "the curves do not overlap"
+                why = "no quality interval is shared by all curves" if interval == "common" else \
+                    "the curves do not overlap"
                 row["notes"].append(f"{title}: {why}")
                 continue
             thin = [f"{name} ({r[0]:.2f}..{r[1]:.2f} {unit})" for name, r in ((anchor.name, ra), (test.name, rt))

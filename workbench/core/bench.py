@@ -205,15 +205,19 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
                                 metrics=_metrics(points[task.key]), point=points[task.key], resumed=True)
     todo = list({t.key: t for t in plan.tasks if t.key not in points}.values())
     started, done = time.monotonic(), 0
-    for task, point in _measure_all(todo, jobs):
-        if store is not None:
-            store.append(task.key, asdict(point), {"options": task.options, "code": task.code})
-        points[task.key] = point
-        step += 1
-        done += 1
-        eta = (time.monotonic() - started) / done * (len(todo) - done)
-        yield BenchProgress(step, total, f"{_describe(task, point)}, ETA {_duration(eta)}",
-                            metrics=_metrics(point), point=point)
+    measuring = _measure_all(todo, jobs)
+    try:
+        for task, point in measuring:
+            if store is not None:
+                store.append(task.key, asdict(point), {"options": task.options, "code": task.code})
+            points[task.key] = point
+            step += 1
+            done += 1
+            eta = (time.monotonic() - started) / done * (len(todo) - done)
+            yield BenchProgress(step, total, f"{_describe(task, point)}, ETA {_duration(eta)}",
+                                metrics=_metrics(point), point=point)
+    finally:
+        measuring.close()       # a cancel stops the workers now, not when the generator is collected
     return BenchResult(images=plan.images, points=[points[t.key] for t in plan.tasks], codecs=plan.codecs)
 
 
