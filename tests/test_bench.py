@@ -118,3 +118,15 @@ def test_a_cancelled_parallel_run_keeps_the_points_it_reported(images, tmp_path)
     events, _ = _events(bench_job(images, ["jpeg", "webp"], SWEEPS, out_dir=out))
     assert {e.point for e in events if e.resumed} == set(reported)
     assert sum(e.resumed for e in events) == 2
+
+
+def test_a_learned_model_is_known_by_its_contents(tmp_path):
+    from workbench.core.bench import _fingerprint
+
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"weights one")
+    first = _fingerprint({"quality": 3, "model": str(model)})
+    model.write_bytes(b"weights two, retrained")
+    second = _fingerprint({"quality": 3, "model": str(model)})
+    assert first["model_sha256"] != second["model_sha256"] and first["quality"] == 3
+    assert _fingerprint({"quality": 50}) == {"quality": 50}

@@ -282,19 +282,27 @@ def _load_rgb(path: str) -> np.ndarray:
 
 
 def _fingerprint(options: dict) -> dict:
-    """Resolved options plus the hash of a learned codec's model file (a model retrained under the
-    same name must not reuse the old model's points)."""
+    """Resolved options plus what identifies a learned codec's model: its file's hash, or for a
+    folder of checkpoints (one per quality) each file's name, size and time (hashing them all would
+    read gigabytes). A model retrained under the same name must not reuse the old model's points."""
     model = options.get("model")
     if not isinstance(model, str):
         return options
     from workbench.core.learned.catalog import model_path
 
     path = model_path(model)
-    return {**options, "model_sha256": _cached_sha256(str(path))} if path.is_file() else options
+    if path.is_file():
+        st = path.stat()
+        return {**options, "model_sha256": _model_sha256(str(path), st.st_size, st.st_mtime_ns)}
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return {**options, "model_files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+    return options
 
 
 @lru_cache(maxsize=16)
-def _cached_sha256(path: str) -> str:
+def _model_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached while the file's size and time stay the same (a long-lived app sweeps many times)."""
     return file_sha256(path)
 
 
