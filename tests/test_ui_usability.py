@@ -407,3 +407,22 @@ def test_swap_copy_ab_key_and_zoom_presets(qtbot, window):
     assert view.scale == 4.0
     window.act_fit.trigger()
     assert view.scale == pytest.approx(min(view.width() / 192, view.height() / 176))
+
+
+# ----- fitting a 1024×700 screen
+def test_every_tab_fits_1024_by_700_and_rd_legend_is_outside_the_plots(qtbot, window):
+    qtbot.waitUntil(lambda: window.network is not None, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.network.compressed, timeout=WAIT_MS):   # its live plots take room too
+        window.network.run_demo()
+    window.resize(1024, 700)
+    qtbot.wait(100)
+    assert window.width() == 1024 and window.height() == 700
+    for i in range(window.tabs.count()):
+        tab = window.tabs.widget(i)
+        assert tab.minimumSizeHint().width() <= 1000, window.tabs.tabText(i)
+    # the side columns show their controls without clipping them at the right edge
+    for side in window.compare.sides():
+        column = side.panel.parentWidget()
+        assert column.minimumSizeHint().width() <= column.width(), side.name
+    rd = window.rd_view
+    assert not rd._psnr_plot.getPlotItem().legend.isVisible() and rd._legend.isVisibleTo(rd)

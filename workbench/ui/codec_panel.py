@@ -236,6 +236,8 @@ class _ChoiceEditor(_Editor):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.combo = QComboBox()
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(8)     # long plain labels must not widen the side column
         for c, text in zip(spec.choices, spec.choice_labels or map(str, spec.choices)):
             self.combo.addItem(text, c)
         self.combo.setToolTip(spec.help)
@@ -309,7 +311,7 @@ class ModelEditor(_Editor):
         lay.setContentsMargins(0, 0, 0, 0)
         self.combo = QComboBox()
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(16)
+        self.combo.setMinimumContentsLength(8)
         self.combo.setToolTip("Which trained model codes the image: the shipped ones, models opened before, or "
                               "Open… for a .safetensors file or a CompressAI checkpoint (.pth.tar, .pth, .pt).")
         for label, value in model_choices():
@@ -428,6 +430,8 @@ class CodecPanel(QGroupBox):
         self.combo.setToolTip("What this side shows: the original image, or the image after compressing it "
                               "with a codec. Greyed-out codecs are not available on this computer; hover "
                               "over one to see why.")
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(16)
         self.combo.addItem("Original (no compression)", "")
         model: QStandardItemModel = self.combo.model()
         for cls in all_codecs():
@@ -517,7 +521,6 @@ class SizeTarget(QGroupBox):
                                       "typed beside it.")
         self.target_button.clicked.connect(lambda: self.target_requested.emit(round(self.target.value() * 1000)))
         row = QHBoxLayout()
-        row.addWidget(QLabel("Target"))
         row.addWidget(self.target, 1)
         row.addWidget(self.target_button)
         lay = QVBoxLayout(self)

@@ -319,6 +319,8 @@ class SplitView(QWidget):
                              (mark, QColor(MARK_BG), QColor(Qt.GlobalColor.black))):
             if not line:
                 continue
+            # each side's caption keeps to its half, so two long names never cover each other
+            line = p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideMiddle, max(40, self.width() // 2 - 36))
             r = QRectF(p.fontMetrics().boundingRect(line)).adjusted(-8, -4, 8, 4)
             r.moveTop(top)
             if left:
@@ -545,7 +547,7 @@ class CompareView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(300)
+        scroll.setMinimumWidth(280)                 # two columns and the picture fit a 1024 px window
         scroll.setMaximumWidth(360)
         return scroll
 
@@ -561,9 +563,9 @@ class CompareView(QWidget):
                       "show the original or any codec setting; drag the divider to compare, and read the numbers "
                       "and the summary sentence underneath. New here? The demo compares JPEG with a modern codec "
                       "at the same file size.")
-        text.setWordWrap(True)
-        text.setFixedWidth(560)
-        text.setMinimumHeight(text.heightForWidth(560))
+        text.setWordWrap(True)                      # wraps to the window; 560 px at most, for reading
+        text.setMaximumWidth(560)
+        text.setMinimumWidth(200)
         for w in (title, text):
             w.setAlignment(Qt.AlignmentFlag.AlignHCenter)
             v.addWidget(w, 0, Qt.AlignmentFlag.AlignHCenter)

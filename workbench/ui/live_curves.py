@@ -487,7 +487,7 @@ class LiveCurves(QWidget):
     def _add_plot(self, key: str) -> _MetricPlot:
         i = list(self._series).index(key)
         widget = pg.PlotWidget()
-        widget.setMinimumSize(160, 150)
+        widget.setMinimumSize(120, 120)             # four in a row still fit beside a side panel at 1024 px
         self._grid.addWidget(widget, i // self._columns, i % self._columns)
         mp = _MetricPlot(key, widget, i, self._series[key])
         self._plots[key] = mp

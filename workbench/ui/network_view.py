@@ -246,7 +246,7 @@ class NetworkView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFixedWidth(360)
+        scroll.setFixedWidth(330)
         self._quantizer_changed()
         return scroll
 

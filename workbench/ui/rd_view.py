@@ -10,6 +10,7 @@ exports all come from the core's own means and formulas.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections import Counter
@@ -229,18 +230,26 @@ class RDView(QWidget):
             plot.setLabel("bottom", "bits per pixel (bpp)")
             plot.setLabel("left", ylabel)
             plot.setMenuEnabled(False)
-            plot.addLegend(offset=(-10, -10))      # lower right: RD curves rise away from that corner
-            plot.legend.setZValue(10)
+            plot.addLegend(offset=(-10, -10))
+            plot.legend.setVisible(False)          # the legend is below the plots: inside, it covers curves
             plot.setTitle(title, size="10pt")
             widget.setToolTip(f"{tip}\n\n{GLOSSARY['bpp']}\n\nUp and to the left is better: more quality "
                               f"for fewer bits. Each point is the mean over the images measured so far.")
             widget.setMinimumSize(260, 220)
         self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
-        self._plots_box = QWidget()
-        row = QHBoxLayout(self._plots_box)
+        row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self._psnr_plot)
         row.addWidget(self._msssim_plot)
+        self._legend = QLabel()
+        self._legend.setWordWrap(True)
+        self._legend.setTextFormat(Qt.TextFormat.RichText)
+        box = QVBoxLayout()
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(row, 1)
+        box.addWidget(self._legend)
+        self._plots_box = QWidget()
+        self._plots_box.setLayout(box)
 
     def _build_table(self) -> None:
         self._table = QTableWidget(0, 3)
@@ -412,6 +421,7 @@ class RDView(QWidget):
             plot.getPlotItem().legend.removeItem(item)
             plot.removeItem(item)
         self._curves.clear()
+        self._legend.setText("")
         self._set_title(self._msssim_plot, "MS-SSIM vs rate")
 
     def _redraw(self) -> None:
@@ -442,8 +452,16 @@ class RDView(QWidget):
                 xs, ys = [r for r, _ in pairs], [m for _, m in pairs]
             item = self._curves.get((codec, which)) or self._make_curve(codec, which, dark)
             item.setData(list(xs), list(ys))
+        if which == "psnr":
+            self._update_legend(dark)
         if missing:
             self._set_title(self._msssim_plot, "MS-SSIM vs rate (not measured for images under 161 pixels on a side)")
+
+    def _update_legend(self, dark: bool) -> None:
+        drawn = [c for c in self._live.codecs if self._live.curve(c).bpp]
+        self._legend.setText("&nbsp;&nbsp; ".join(
+            f'<span style="color:{series_color(self._colors.get(c, 0), dark).name()}">●━</span> '
+            f'{html.escape(codec_class(c).label)}' for c in drawn))
 
     def _make_curve(self, codec: str, which: str, dark: bool) -> pg.PlotDataItem:
         color = series_color(self._colors.get(codec, 0), dark)

@@ -1,0 +1,74 @@
+"""Screenshots of every tab at 1024×700 and 1600×1000, as a new user would see them after a demo.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/take.py docs/screenshots
+
+Uses a throw-away settings file and config folder, so it never touches the user's own.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+SIZES = ((1024, 700), (1600, 1000))
+
+
+def wait(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError
+        QTest.qWait(50)
+
+
+def main(out: Path) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
+    app = QApplication.instance() or QApplication(sys.argv)
+    from workbench.ui.main_window import DEMO_IMAGE, MainWindow
+
+    w = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+    w.resize(*SIZES[1])
+    w.show()
+    wait(lambda: w.network is not None)
+    w.open_paths([DEMO_IMAGE])
+    wait(lambda: w.compare.image is not None)
+    left, right = w.compare.left, w.compare.right
+    left.panel.set_selection("jpeg", {"quality": 40})
+    right.panel.set_selection("learned", {"quality": 2})
+    w.compare.set_image(w.compare.image)
+    wait(lambda: left.result is not None and right.result is not None and not w.worker.is_pending("sweep"))
+    QTest.qWait(300)
+    shots = {"compare": w.compare}
+    rd = w.rd_view
+    rd.set_selected_codecs(["jpeg", "webp", "learned"])
+    rd.set_anchor("jpeg")
+    rd.run()
+    wait(lambda: not rd.is_running(), 600)
+    shots["rd"] = rd
+    shots["live"] = w.live
+    net = w.network
+    net.run_demo()
+    wait(lambda: net.result is not None)
+    shots["network"] = net
+    for width, height in SIZES:
+        w.resize(width, height)
+        for name, tab in shots.items():
+            w.tabs.setCurrentWidget(tab)
+            QTest.qWait(400)
+            w.grab().save(str(out / f"{name}-{width}x{height}.png"))
+        w.tabs.setCurrentWidget(w.compare)
+        w.act_heat.setChecked(True)
+        QTest.qWait(300)
+        w.grab().save(str(out / f"compare-heatmap-{width}x{height}.png"))
+        w.act_heat.setChecked(False)
+    w.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
