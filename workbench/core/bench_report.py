@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench.core.atomic import write_bytes_atomic
-from workbench.core.bdtable import ResultsCurve, format_bd_table, load_results_json  # noqa: F401 (re-exported)
+from workbench.core.bdtable import ResultsCurve, format_bd_table
 from workbench.core.bench import BenchResult, RDPoint, point_rows
 from workbench.core.errors import WorkbenchError
 
