@@ -6,7 +6,6 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
