@@ -28,7 +28,7 @@ from torch import nn
 from workbench.core.learned import densities
 from workbench.core.learned.kinds.base import MODELS, ForwardResult, threads
 from workbench.core.learned.kinds.dct import DCTHyperprior
-from workbench.core.learned.kinds.hyperprior import step_scale
+from workbench.core.learned.kinds.hyperprior import step_scale, surrogate_residual
 
 # Diagonal bands (u + v) of the 8×8 DCT, in coding order; each band covers all three colour channels.
 BANDS = ((0, 0), (1, 2), (3, 5), (6, 8), (9, 14))
@@ -111,32 +111,18 @@ class DCTContextHyperprior(DCTHyperprior):
         return means + d_mean * g, scales * torch.exp(d_log_scale)
 
     def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
-        g, g_inv = self.gains(quality)
-        gz, gz_inv = self.gains_z(quality)
-        y = self.analyse(x) * g
-        z = self.h_a(y) * gz
-        z_tilde = torch.round(z) if hard else z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        bits_z = -torch.log2(self.density_z.likelihood(z_tilde)).sum(dim=(1, 2, 3))
-        means, scales = self.entropy_params(z_tilde * gz_inv)
+        y, g, g_inv, means, scales, bits_z, latents = self.hyper_pass(x, quality, hard)
         bits_y = torch.zeros_like(bits_z)
         decoded: list[torch.Tensor] = []          # un-gained ŷ of each group so far
         y_tilde = torch.empty_like(y)
         for i, idx in enumerate(self.groups):
-            gi = g[:, idx]
             previous = torch.cat(decoded, dim=1) if decoded else None
-            mu, sigma = self.group_params(i, previous, means[:, idx], scales[:, idx], gi)
-            yi = y[:, idx]
-            if zero_center:      # the partial stop-gradient of `MeanScaleHyperprior.forward`
-                offset = (surrogate(yi - mu, step) - (yi - mu)).detach()
-                residual, yt = yi - mu + offset, yi + offset
-            else:
-                yt = surrogate(yi, step)
-                residual = yt - mu
-            bits_y = bits_y + -torch.log2(self.gaussian.likelihood(residual, sigma)).sum(dim=(1, 2, 3))
+            mu, sigma = self.group_params(i, previous, means[:, idx], scales[:, idx], g[:, idx])
+            yt, residual = surrogate_residual(y[:, idx], mu, surrogate, step, zero_center)
+            bits_y = bits_y - torch.log2(self.gaussian.likelihood(residual, sigma)).sum(dim=(1, 2, 3))
             y_tilde[:, idx] = yt
             decoded.append(yt * g_inv[:, idx])
-        x_hat = self.synthesise(y_tilde * g_inv)
-        return ForwardResult(x_hat, bits_y, bits_z, y[0].numel() + z[0].numel())
+        return ForwardResult(self.synthesise(y_tilde * g_inv), bits_y, bits_z, latents)
 
     def latent_terms(self, y, z, quality, quantizer, step):
         gz, gz_inv = self.gains_z(quality)

@@ -178,6 +178,22 @@ class HyperpriorCoding:
         return RDO_WEIGHT * w.numpy()
 
 
+def surrogate_residual(y, means, surrogate, step: int, zero_center: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ỹ, ỹ − μ) through a training surrogate.
+
+    Zero-center quantization: the surrogate acts on the residual y − μ, so its offset (what rounding
+    adds) depends on μ, but the offset is gradient-free and the reconstruction is y + offset. That is
+    the partial stop-gradient: μ gets its gradient from the rate alone, as at inference, where
+    μ + round(y − μ) lands next to y whatever μ is. (Letting the reconstruction's gradient reach μ as
+    well — ŷ = μ + Q(y − sg(μ)) — made training diverge within 40 steps here: the surrogate then
+    claims μ moves ŷ, which rounding undoes.)"""
+    if zero_center:
+        offset = (surrogate(y - means, step) - (y - means)).detach()
+        return y + offset, y - means + offset
+    y_tilde = surrogate(y, step)
+    return y_tilde, y_tilde - means
+
+
 @MODELS.register
 class MeanScaleHyperprior(HyperpriorCoding, TransformCodingModel):
     """mbt2018-mean style: a hyperprior z predicts a mean and a scale per latent; z has its own
@@ -216,31 +232,23 @@ class MeanScaleHyperprior(HyperpriorCoding, TransformCodingModel):
         means, scales = (h_s or self.h_s)(z_hat_scaled).chunk(2, dim=1)
         return means, scales
 
-    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
+    def hyper_pass(self, x, quality, hard: bool):
+        """The training pass up to y's entropy parameters: gained y, its gains, μ, σ and z's bits. z uses
+        additive noise in training (its rate is small); `hard` rounds it as inference does."""
         g, g_inv = self.gains(quality)
         gz, gz_inv = self.gains_z(quality)
         y = self.analyse(x) * g
         z = self.h_a(y) * gz
-        # z uses additive noise in training (its rate is small); `hard` rounds it as inference does.
         z_tilde = torch.round(z) if hard else z + torch.empty_like(z).uniform_(-0.5, 0.5)
         bits_z = -torch.log2(self.density_z.likelihood(z_tilde)).sum(dim=(1, 2, 3))
         means, scales = self.entropy_params(z_tilde * gz_inv)
-        # Zero-center quantization: the surrogate acts on the residual y − μ, so its offset (what
-        # rounding adds) depends on μ, but the offset is gradient-free and the reconstruction is
-        # y + offset. That is the partial stop-gradient: μ gets its gradient from the rate alone, as
-        # at inference, where μ + round(y − μ) lands next to y whatever μ is. (Letting the
-        # reconstruction's gradient reach μ as well — ŷ = μ + Q(y − sg(μ)) — made training diverge
-        # within 40 steps here: the surrogate then claims μ moves ŷ, which rounding undoes.)
-        if zero_center:
-            offset = (surrogate(y - means, step) - (y - means)).detach()
-            residual = y - means + offset
-            y_tilde = y + offset
-        else:
-            y_tilde = surrogate(y, step)
-            residual = y_tilde - means
+        return y, g, g_inv, means, scales, bits_z, y[0].numel() + z[0].numel()
+
+    def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
+        y, _, g_inv, means, scales, bits_z, latents = self.hyper_pass(x, quality, hard)
+        y_tilde, residual = surrogate_residual(y, means, surrogate, step, zero_center)
         bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum(dim=(1, 2, 3))
-        x_hat = self.synthesise(y_tilde * g_inv)
-        return ForwardResult(x_hat, bits_y, bits_z, y[0].numel() + z[0].numel())
+        return ForwardResult(self.synthesise(y_tilde * g_inv), bits_y, bits_z, latents)
 
     def latent_terms(self, y, z, quality, quantizer, step) -> tuple[torch.Tensor, torch.Tensor]:
         """Bits and x̂ of given (gained) latents under a rounding surrogate whose gradient reaches the
