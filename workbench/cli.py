@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from workbench import __version__
-from workbench.core.errors import OptionError, WorkbenchError
+from workbench.core.errors import OUT_OF_MEMORY, OptionError, OutputError, WorkbenchError, out_of_memory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,8 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
-    except MemoryError:
-        print("error: not enough memory for this input", file=sys.stderr)
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        print(f"error: {OUT_OF_MEMORY}", file=sys.stderr)
         return 2
 
 
@@ -100,7 +102,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="entropy coder; auto keeps the smaller stream per tensor")
     c.add_argument("--base", help="base checkpoint: code only the difference to it (delta coding)")
     c.add_argument("--importance", help="checkpoint of per-weight importances (same keys and shapes)")
-    c.add_argument("--bias-bits", type=int, default=16, help="precision of 1-D tensors (near-lossless)")
+    c.add_argument("--bias-bits", type=int, default=16, help="precision of 1-D tensors (near-lossless), 2..24")
+    c.add_argument("--nonfinite", default="refuse", choices=("refuse", "raw"),
+                   help="float tensors holding NaN or infinite values: refuse the checkpoint, or store "
+                        "those tensors raw (exact, uncompressed)")
     c.add_argument("--eval", default="auto", choices=("auto", "digits", "none"),
                    help="task evaluator for accuracy (auto: digits when the checkpoint is the demo CNN)")
     c.add_argument("--summary", help="where to save the per-tensor summary JSON (default OUTPUT.json)")
@@ -175,7 +180,7 @@ def _options_parser(prog: str, description: str, options_cls: type, skip: tuple[
 
 
 def cmd_compress(args, rest) -> int:
-    from workbench.core.atomic import write_bytes_atomic
+    from workbench.core.atomic import check_writable, write_bytes_atomic
     from workbench.core.codecs import codec_class
     from workbench.core.compress import compress_job
     from workbench.core.images import load_image
@@ -204,8 +209,9 @@ def cmd_compress(args, rest) -> int:
         values["quality"] = args.quality   # converted and range-checked by the codec's option declaration
     options = build(cls.Options, values)
     src = _required_input(args)
-    img = load_image(src)
     out = Path(args.output) if args.output else src.with_suffix(cls.extension)
+    check_writable(out, protect=[src])
+    img = load_image(src)
     bar = TextProgressBar()          # only codecs with an encoding job (learned --optimize) draw it
     try:
         result = run(compress_job(img.rgb, cls.name, options), on_progress=bar)
@@ -227,8 +233,7 @@ def cmd_compress(args, rest) -> int:
         print(f"note: {note}", file=sys.stderr)
     ms = "n/a (image smaller than 161 px)" if result.quality.ms_ssim is None else \
         f"{result.quality.ms_ssim:.5f} ({result.quality.ms_ssim_db:.2f} dB)"
-    saved = 100.0 * (1 - result.size_bytes / img.file_size) if img.file_size else 0.0
-    print(f"{out}: {result.size_bytes} bytes, {result.bpp:.4f} bpp ({saved:.1f} % smaller than the input file)")
+    print(f"{out}: {result.size_bytes} bytes, {result.bpp:.4f} bpp ({_size_change(result.size_bytes, img.file_size)})")
     if result.estimated_bpp is not None:
         print(f"model's estimated rate {result.estimated_bpp:.4f} bpp; the real file is "
               f"{100 * (result.bpp / result.estimated_bpp - 1):+.1f} % off (header, coding tables' precision)")
@@ -237,35 +242,45 @@ def cmd_compress(args, rest) -> int:
     return 0
 
 
+def _size_change(size: int, before: int) -> str:
+    """How the output compares with the input file, in words that stay right when it grew.
+
+    >>> _size_change(50, 200), _size_change(580, 200), _size_change(7, 7)
+    ('75.0 % smaller than the input file', '190.0 % larger than the input file', 'as large as the input file')
+    """
+    if not before or size == before:
+        return "as large as the input file"
+    change = 100.0 * abs(size - before) / before
+    return f"{change:.1f} % {'smaller' if size < before else 'larger'} than the input file"
+
+
 def _required_input(args) -> Path:
     if not args.input:
         raise OptionError(f"{args.command} needs an input file (see `workbench {args.command} --help`)")
     return Path(args.input)
 
 
-def _read_compressed(src: Path) -> bytes:
+def _read_compressed(src: Path, limit: int) -> bytes:
     from workbench.core.errors import BitstreamError
+    from workbench.core.files import read_limited
 
-    try:
-        data = src.read_bytes()
-    except FileNotFoundError:
-        raise BitstreamError(f"{src}: no such file") from None
-    except IsADirectoryError:
-        raise BitstreamError(f"{src} is a folder, not a compressed file") from None
-    except OSError as exc:
-        raise BitstreamError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    if src.is_dir():
+        raise BitstreamError(f"{src} is a folder, not a compressed file")
+    data = read_limited(src, limit, BitstreamError, what="a compressed file")
     if not data:
         raise BitstreamError(f"{src}: the file is empty")
     return data
 
 
 def cmd_decompress(args, rest) -> int:
+    from workbench.core.atomic import check_writable
     from workbench.core.codecs import decode_any
     from workbench.core.errors import BitstreamError
-    from workbench.core.images import save_png
+    from workbench.core.images import MAX_FILE_BYTES, save_png
 
     src = Path(args.input)
-    data = _read_compressed(src)
+    check_writable(args.output, protect=[src])
+    data = _read_compressed(src, MAX_FILE_BYTES)
     t0 = time.perf_counter()
     try:
         rgb, cls = decode_any(data)
@@ -350,7 +365,7 @@ def cmd_bdrate(args, rest) -> int:
 def cmd_compress_net(args, rest) -> int:
     import json
 
-    from workbench.core.atomic import write_bytes_atomic
+    from workbench.core.atomic import check_writable, write_bytes_atomic
     from workbench.core.jobs import TextProgressBar, run
     from workbench.core.network.checkpoint import load_checkpoint
     from workbench.core.network.compress import compress_network_job
@@ -370,6 +385,11 @@ def cmd_compress_net(args, rest) -> int:
         raise OptionError(f"quantizer {cls.name} has no option(s) {' '.join(leftover)} "
                           f"(see `workbench compress-net IN -q {cls.name} --help`)")
     options = build(cls.Options, {k: v for k, v in vars(ns).items() if v is not None})
+    out = Path(args.output) if args.output else (src if src.is_file() else src / "model").with_suffix(".wbn")
+    summary = Path(args.summary) if args.summary else out.with_name(out.name + ".json")
+    protect = [p for p in (src, args.base, args.importance) if p]
+    check_writable(out, protect=protect)            # before the work, not after it
+    check_writable(summary, protect=protect + [out])
     notes: list[str] = []
     state = load_checkpoint(src, notes=notes)
     for note in notes:
@@ -383,17 +403,21 @@ def cmd_compress_net(args, rest) -> int:
         task = task_for(state)
         if task is None and args.eval == "digits":
             raise OptionError("--eval digits needs a checkpoint with the demo CNN's tensors")
-    out = Path(args.output) if args.output else (src if src.is_file() else src / "model").with_suffix(".wbn")
     bar = TextProgressBar()
     try:
         result = run(compress_network_job(state, cls.name, options, coder=args.coder, base=base,
-                                          importance=importance, task=task, bias_bits=args.bias_bits),
+                                          importance=importance, task=task, bias_bits=args.bias_bits,
+                                          nonfinite=args.nonfinite),
                      on_progress=bar)
     finally:
         bar.close()
-    protect = [p for p in (src, args.base, args.importance) if p]
+    # The old summary goes first: a kill between the two writes then leaves the new .wbn without a
+    # summary, never beside one that describes the file it replaced.
+    try:
+        summary.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot replace {summary}: {exc.strerror or exc}") from None
     write_bytes_atomic(out, result.data, protect=protect)
-    summary = Path(args.summary) if args.summary else out.with_name(out.name + ".json")
     write_bytes_atomic(summary, json.dumps({"input": str(src), "output": str(out), **result.to_dict()},
                                            indent=1).encode(), protect=protect + [out])
     print(result.format_summary())
@@ -402,12 +426,15 @@ def cmd_compress_net(args, rest) -> int:
 
 
 def cmd_decompress_net(args, rest) -> int:
+    from workbench.core.atomic import check_writable
+    from workbench.core.container import MAX_FILE_BYTES
     from workbench.core.network.checkpoint import load_checkpoint, save_checkpoint
     from workbench.core.network.compress import decompress_network
     from workbench.core.errors import BitstreamError
 
     src = Path(args.input)
-    data = _read_compressed(src)
+    check_writable(args.output, protect=[src] + ([args.base] if args.base else []))
+    data = _read_compressed(src, MAX_FILE_BYTES)
     base = load_checkpoint(args.base) if args.base else None
     t0 = time.perf_counter()
     try:

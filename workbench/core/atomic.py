@@ -73,7 +73,7 @@ def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
 
     A file whose name carries a process id is stale when no such process runs (and it has not been
     touched for a few seconds, in case the id names a process on another machine sharing the folder);
-    older names without an id are stale after `STALE_AFTER_S`.
+    names without an id (written by earlier versions) are stale after `STALE_AFTER_S`.
     """
     target = Path(target)
     folder = _folder(target)
@@ -93,8 +93,11 @@ def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
         except OSError:
             continue
         pid = middle.split("-", 1)[0]
-        gone = "-" in middle and pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid))
-        if (gone and age > 10) or age > STALE_AFTER_S:
+        if "-" in middle and pid.isdigit():
+            stale = int(pid) != os.getpid() and not _running(int(pid)) and age > 10
+        else:
+            stale = age > STALE_AFTER_S
+        if stale:
             try:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))

@@ -99,8 +99,9 @@ def load_image(source: str | os.PathLike | bytes, *, alpha: str = "flatten",
         return _decode_compressed(data, name, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: too large to decode safely") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as exc:     # RuntimeError: the AVIF plugin
+        why = " ".join(str(exc).split())            # some decoders' messages span lines
+        raise ImageError(f"{name}: corrupt or truncated image ({why})") from None
     original_mode = im.mode
     rgb = _to_rgb(im, name, alpha, background, notes)
     return LoadedImage(rgb=rgb, source=name, format=fmt, file_size=len(data), original_mode=original_mode,
@@ -113,6 +114,8 @@ def _decode_compressed(data: bytes, name: str, max_pixels: int) -> LoadedImage:
     from workbench.core.codecs.base import codec_for_bytes, decode_any    # codec modules import this one
     try:
         codec_for_bytes(data)
+        if container.sniff(data[:4]):               # the size a header declares, before a decoder allocates it
+            container.unpack(data, max_pixels=max_pixels)
     except BitstreamError as exc:
         why = str(exc) if container.sniff(data[:4]) else "not an image this program can read"
         raise ImageError(f"{name}: {why}") from None
