@@ -358,3 +358,19 @@ def test_mutated_files_of_every_format_give_results_or_one_line_errors():
     bad = [r for r in records if r["outcome"] not in fuzz_inputs.PASSING]
     assert not bad, bad[:5]
     assert {r["seed_file"] for r in records} == {p.name for p in fuzz_inputs.seed_files()}
+
+
+# 9 ----------------------------------------------------------------------------------------------
+
+def test_a_wbi_naming_one_model_with_anothers_hash_is_refused_in_any_process():
+    """The window loads every shipped model; a file must not decode there (labelled with the wrong
+    name) when a fresh CLI process refuses it."""
+    from workbench.core.codecs import decode_any
+    from workbench.core.learned.weights import load_codec_model
+
+    c = unpack((ROOT / "tests" / "data" / "released" / "dct-hyperprior-msssim-q3-round.wbi").read_bytes())
+    renamed = pack(dataclasses.replace(c, params={**c.params, "model": "dct-hyperprior-mse"}))
+    load_codec_model("dct-hyperprior-msssim")
+    load_codec_model("dct-hyperprior-mse")
+    with pytest.raises(BitstreamError, match="model hash mismatch"):
+        decode_any(renamed)

@@ -228,7 +228,7 @@ def model_for_file(name: str, sha256: bytes) -> CodecModel | None:
         cm = load_codec_model(name)
         if cm.sha256 == sha256:
             return cm
-    if sha256 in _BY_HASH:
+    if sha256 in _BY_HASH and _BY_HASH[sha256].name == name:      # name and hash together, as a fresh process
         return _BY_HASH[sha256]
     for path in remembered_models():        # a model the user imported before, found by its name
         if Path(path).name == name or Path(path).stem == name:
