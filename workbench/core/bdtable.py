@@ -23,6 +23,7 @@ from typing import Sequence
 
 from workbench.core import bdrate
 from workbench.core.errors import OptionError, WorkbenchError
+from workbench.core.files import read_limited
 from workbench.core.metrics import ms_ssim_db
 
 #: (row key, name in messages, unit) of the qualities a table compares.
@@ -30,6 +31,7 @@ METRICS = (("psnr", "PSNR", "dB"), ("ms_ssim_db", "MS-SSIM", "dB"))
 INTERVALS = ("pair", "common")
 #: Below this share of a curve's quality range, a BD-rate says little about that curve.
 MIN_COVERAGE = 0.5
+MAX_RESULTS_BYTES = 64 << 20      # a results file holds a few curves: far larger is not one (or not a file)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def load_results_json(path: str | Path, measured: bool = False) -> ResultsCurve:
     """A CompressAI-schema results file: `bpp` with `psnr-rgb` and/or MS-SSIM (`ms-ssim-rgb`, or
     already in dB as `ms-ssim-db-rgb` / `ms-ssim-rgb-db`, as published papers' files have it)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(read_limited(path, MAX_RESULTS_BYTES, WorkbenchError, what="a results file").decode("utf-8"))
         res = doc["results"]
         bpp = tuple(float(v) for v in res["bpp"])
         psnr = _column(res, "psnr-rgb")
