@@ -29,9 +29,7 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None,
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for codec in result.codecs:
-        # `learned:quantizer=tcq8` -> learned_quantizer-tcq8.json
-        safe = codec.replace(":", "_").replace("=", "-").replace("/", "-")
-        written.append(_write_json(out / f"{safe}.json", result.compressai_json(codec)))
+        written.append(_write_json(out / json_name(codec), result.compressai_json(codec)))
     written.append(_write_json(out / "per_image.json", {"images": result.images, "points": point_rows(result)}))
     written.append(_write_csv(out / "per_image.csv", point_rows(result)))
     curve_rows = []
@@ -48,6 +46,12 @@ def write_report(result: BenchResult, out_dir: str | Path, anchor: str | None,
         written.append(write_bytes_atomic(out / "bdrate.md", format_bd_table(table, anchor).encode()))
     written.append(write_bytes_atomic(out / "rd.png", rd_plot_png(result, references)))
     return written
+
+
+def json_name(codec: str) -> str:
+    """A codec spec's results file: `learned:quantizer=tcq8` -> learned_quantizer-tcq8.json (a model path's
+    slashes become dashes, so the file stays in the report folder)."""
+    return codec.replace(":", "_").replace("=", "-").replace("/", "-") + ".json"
 
 
 def load_points(out_dir: str | Path, only: set[str] | None = None) -> BenchResult:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,8 +31,10 @@ from PySide6.QtWidgets import (
     QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QStackedLayout, QToolButton, QVBoxLayout, QWidget,
 )
 
+from workbench.core.codecs.learned import LearnedOptions
 from workbench.core.errors import WorkbenchError
 from workbench.core.images import LoadedImage
+from workbench.core.learned.catalog import is_checkpoint_name, model_label, remember_model, zoo_folder
 from workbench.core.summary import GLOSSARY, Measurement, RateCurve, format_size, summarize
 from workbench.ui.codec_panel import (
     CodecPanel, Selection, SideMetrics, SizeTarget, selection_name, setting_text,
@@ -86,6 +89,25 @@ def _target_size(*args):
 def _sweep(*args):
     from workbench.core.target_size import sweep_job
     return sweep_job(*args)
+
+
+def _architecture(path):
+    from workbench.core.learned.weights import compressai_architecture
+    return compressai_architecture(path)
+
+
+def is_model_drop(path) -> bool:
+    """What a drop on the Compare tab may make a side's model, by name alone: a CompressAI checkpoint file
+    (whose keys then decide), or a folder of zoo-named checkpoints (an image folder has none)."""
+    p = Path(path)
+    if p.is_dir():
+        try:
+            return zoo_folder(p) is not None
+        except WorkbenchError:
+            return True                          # zoo files of several models: opening it says so
+        except OSError:
+            return False
+    return p.is_file() and is_checkpoint_name(p)
 
 
 def error_map(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
@@ -465,6 +487,9 @@ class CompareView(QWidget):
 
     status_message = Signal(str)
     live_requested = Signal()        # the user asked to see a long encode's curves
+    model_opened = Signal(str)       # a side's learned model, opened by a drop (its path)
+    not_a_model = Signal(str)        # a dropped checkpoint that holds another network (its path)
+    model_failed = Signal(str)       # why a dropped file cannot be a side's model (one line)
 
     def __init__(self, worker: Worker, parent: QWidget | None = None):
         super().__init__(parent)
@@ -776,6 +801,53 @@ class CompareView(QWidget):
         self._mark_old(side, "Old picture: the new settings failed")
         self.status_message.emit(f"{side.name.capitalize()} side: encoding failed: {message}.")
         self._show_summary()
+
+    # ----- a CompressAI checkpoint (or a folder of the zoo's) dropped on a side
+    def open_model(self, side_name: str, path: str | Path) -> None:
+        """Make `path` the side's learned model once its keys show a CompressAI image model (read off the
+        GUI thread: torch and a checkpoint of hundreds of MB); another network goes on to `not_a_model`."""
+        path = Path(path)
+        side = self.side(side_name)
+        if path.is_dir():
+            try:
+                stated = zoo_folder(path)
+            except WorkbenchError as err:
+                self.model_failed.emit(str(err))
+                return
+            if stated is None:
+                self.model_failed.emit(f"{path} holds no checkpoints named like CompressAI's zoo files")
+                return
+            self._use_model(side, path, "", sorted(stated[2]))
+            return
+        self.status_message.emit(f"Reading {path.name}…")
+        self.worker.submit(f"{side.name}-model", partial(_architecture, str(path)),
+                           on_done=partial(self._checked_model, side, path), on_error=self.model_failed.emit)
+
+    def _checked_model(self, side: _Side, path: Path, arch: str | None) -> None:
+        if arch is None:
+            self.not_a_model.emit(str(path))
+        else:
+            self._use_model(side, path, arch)
+
+    def _use_model(self, side: _Side, path: Path, arch: str, qualities: list[int] | None = None) -> None:
+        """`qualities`: a zoo folder's, of which the side gets the one nearest its quality so far."""
+        try:
+            value, note = remember_model(path), ""
+        except WorkbenchError as err:               # usable now, just not offered next time
+            value, note = str(path.resolve()), f" ({err})"
+        current = side.panel.selection()
+        values = dict(current.values) if isinstance(current.options, LearnedOptions) else {}
+        if qualities:
+            q = values.get("quality", LearnedOptions().quality)
+            values["quality"] = float(min(qualities, key=lambda v: abs(v - q)))
+        if not side.panel.set_selection("learned", {**values, "model": value}):
+            self.model_failed.emit("the learned codec is not available on this computer")
+            return
+        label = model_label(value)
+        kind = f", a CompressAI {arch}" if arch and not label.startswith(arch) else ""
+        self.status_message.emit(f"{side.name.capitalize()} side: learned model {label}{kind}{note}.")
+        self.model_opened.emit(value)
+        self._panel_changed(side)
 
     # ----- sizes on request, swapping and copying sides
     def other(self, side: _Side) -> _Side:

@@ -27,7 +27,7 @@ from workbench.core.images import IMAGE_SUFFIXES, LoadedImage, list_images, load
 from workbench.core.network.paths import is_network_path
 from workbench.core.summary import GLOSSARY, format_size
 from workbench.ui.codec_panel import Selection
-from workbench.ui.compare_view import CompareView
+from workbench.ui.compare_view import CompareView, is_model_drop
 from workbench.ui.encode_worker import Worker
 from workbench.ui.export import ExportDialog, planned_paths, write_exports
 
@@ -69,6 +69,9 @@ class MainWindow(QMainWindow):
         self.compare = CompareView(self.worker)
         self.compare.status_message.connect(lambda text: self.show_status(text, 20_000))
         self.compare.live_requested.connect(self.show_live)
+        self.compare.not_a_model.connect(self.open_checkpoint)        # another network: compress its weights
+        self.compare.model_failed.connect(lambda text: self.show_error("Cannot use this model", f"{text}."))
+        self.compare.model_opened.connect(lambda value: self.rd_view is not None and self.rd_view.add_model(value))
         self.rd_view = None
         self.live = None
         self.network = None
@@ -459,7 +462,14 @@ class MainWindow(QMainWindow):
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.open_paths(paths)
+            if self.tabs.currentWidget() is self.compare:
+                models = [p for p in paths if is_model_drop(p)]
+                if models:                      # a CompressAI model becomes the side it was dropped on
+                    x = self.compare.mapFrom(self, event.position().toPoint()).x()
+                    self.compare.open_model("left" if x < self.compare.width() / 2 else "right", models[0])
+                    paths = [p for p in paths if p not in models]
+            if paths:
+                self.open_paths(paths)
 
     # ----- demo
     def run_demo(self) -> None:
@@ -591,7 +601,9 @@ class HelpDialog(QDialog):
                 "the window, or use File ▸ Open Checkpoint; it opens in the <b>Network</b> tab. Files that would run "
                 "code when loaded are refused. Choose a quantizer and its settings on the left and click "
                 "<b>Compress</b>: the table shows what each tensor costs, and clicking a row shows its weights "
-                "before and after as a histogram.</p>",
+                "before and after as a histogram. A CompressAI image model (.pth.tar, .pth, .pt, or a folder of the "
+                "zoo's checkpoints, one per quality) dropped on one half of the <b>Compare</b> tab becomes that "
+                "side's learned codec instead, and a ticked entry of the RD curves tab.</p>",
                 "<p><b>Demo Network</b> (toolbar or Help menu) compresses the bundled digits network and reports its "
                 "accuracy before and after. <b>Save compressed .wbn</b> writes the compressed file and then decodes "
                 "it back from disk to check that every tensor comes back as expected; <b>Save decoded "

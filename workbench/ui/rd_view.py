@@ -28,11 +28,13 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.atomic import write_bytes_atomic
-from workbench.core.bench import BenchResult, RDPoint, bench_job
-from workbench.core.bench_report import json_bytes, rd_plot_png
+from workbench.core.bench import BenchResult, RDPoint, bench_job, parse_codec_spec
+from workbench.core.bench_report import json_bytes, json_name, rd_plot_png
 from workbench.core.codecs import all_codecs, codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Job, Progress, run
+from workbench.core.learned.catalog import zoo_folder
+from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
 from workbench.ui.codec_panel import selection_name
 from workbench.ui.job_runner import JobRunner
@@ -57,7 +59,7 @@ def rd_sweep_job(images: Sequence[str | Path], codecs: Sequence[str],
     reloads its image (about 15 ms for a 768×600 PNG), small beside the encode, decode and MS-SSIM.
     """
     sweeps = dict(sweeps or {})
-    plan = [(name, tuple(sweeps.get(name) or codec_class(name).sweep)) for name in codecs]
+    plan = [(name, tuple(sweeps.get(name) or _cls(name).sweep)) for name in codecs]
     total = len(images) * sum(len(qualities) for _, qualities in plan)
     result = BenchResult(codecs=list(codecs))
     step = 0
@@ -299,6 +301,30 @@ class RDView(QWidget):
                 wanted = item.data(Qt.ItemDataRole.UserRole) in names
                 item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
 
+    def add_model(self, model: str) -> str:
+        """Offer a learned model (a CompressAI checkpoint or zoo folder opened on the Compare tab) as a
+        codec of its own, ticked, so its curve is swept beside the others; returns its entry."""
+        spec = f"learned:model={model}"
+        for i in range(self._codec_list.count()):
+            if self._codec_list.item(i).data(Qt.ItemDataRole.UserRole) == spec:
+                self._codec_list.item(i).setCheckState(Qt.CheckState.Checked)
+                return spec
+        self._colors[spec] = len(self._colors)
+        folder = zoo_folder(model) if Path(model).is_dir() else None
+        # a zoo folder's curve is its qualities; a single checkpoint has one rate point
+        self._sweeps[spec] = tuple(float(q) for q in sorted(folder[2])) if folder else (1.0,)
+        item = QListWidgetItem(_label(spec))
+        item.setData(Qt.ItemDataRole.UserRole, spec)
+        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setToolTip(f"{model}\n" + (f"qualities {', '.join(str(q) for q in sorted(folder[2]))}" if folder else
+                                        "one rate point (CompressAI trains one model per quality): open a folder "
+                                        "of the zoo's checkpoints for a curve"))
+        item.setCheckState(Qt.CheckState.Checked)
+        self._codec_list.addItem(item)
+        self._codec_list.setFixedHeight(self._codec_list.sizeHintForRow(0) * self._codec_list.count()
+                                        + 2 * self._codec_list.frameWidth() + 4)
+        return spec
+
     def anchor(self) -> str | None:
         return self._anchor.currentData()
 
@@ -325,7 +351,7 @@ class RDView(QWidget):
         codecs = self.selected_codecs()
         if self.runner.is_running() or not images or not codecs:
             return
-        self._per_image = sum(len(self._sweeps.get(c) or codec_class(c).sweep) for c in codecs)
+        self._per_image = sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
         self._total_images = len(images)
         self._live = BenchResult(codecs=list(codecs))
         self._result = None
@@ -366,7 +392,7 @@ class RDView(QWidget):
         """Write `<codec>.json` per codec in CompressAI's results schema (as `workbench bench` does)."""
         result = self._require_result()
         out = Path(folder)
-        return [write_bytes_atomic(out / f"{codec}.json",
+        return [write_bytes_atomic(out / json_name(codec),
                                    json_bytes(result.compressai_json(codec)))
                 for codec in result.codecs]
 
@@ -461,13 +487,13 @@ class RDView(QWidget):
         drawn = [c for c in self._live.codecs if self._live.curve(c).bpp]
         self._legend.setText("&nbsp;&nbsp; ".join(
             f'<span style="color:{series_color(self._colors.get(c, 0), dark).name()}">●━</span> '
-            f'{html.escape(codec_class(c).label)}' for c in drawn))
+            f'{html.escape(_label(c))}' for c in drawn))
 
     def _make_curve(self, codec: str, which: str, dark: bool) -> pg.PlotDataItem:
         color = series_color(self._colors.get(codec, 0), dark)
         plot = self._psnr_plot if which == "psnr" else self._msssim_plot
         item = plot.plot([], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7,
-                         symbolBrush=color, symbolPen=pg.mkPen(color), name=codec_class(codec).label)
+                         symbolBrush=color, symbolPen=pg.mkPen(color), name=_label(codec))
         self._curves[(codec, which)] = item
         return item
 
@@ -478,7 +504,7 @@ class RDView(QWidget):
         src = self._live
         if self._result is not None:
             return self._result
-        need = {c: len(self._sweeps.get(c) or codec_class(c).sweep) for c in src.codecs}
+        need = {c: len(self._sweeps.get(c) or _cls(c).sweep) for c in src.codecs}
         counts = Counter((p.image, p.codec) for p in src.points)
         done = [im for im in src.images if all(counts[(im, c)] >= n for c, n in need.items())]
         return BenchResult(images=done, points=[p for p in src.points if p.image in done], codecs=list(src.codecs))
@@ -494,13 +520,13 @@ class RDView(QWidget):
                                   if waiting else "")
             return
         if anchor not in source.codecs:
-            self._summary.setText(f"{codec_class(anchor).label} was not part of this sweep; run it again with "
+            self._summary.setText(f"{_label(anchor)} was not part of this sweep; run it again with "
                                   f"it ticked to compare against it.")
             return
         rows = source.bd_table(anchor)
         self._table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            self._table.setItem(r, 0, QTableWidgetItem(codec_class(row["codec"]).label))
+            self._table.setItem(r, 0, QTableWidgetItem(_label(row["codec"])))
             for col, key in ((1, "psnr"), (2, "ms_ssim_db")):
                 value = row[key]
                 item = QTableWidgetItem(_pct(value))
@@ -542,7 +568,7 @@ class RDView(QWidget):
         self._anchor.blockSignals(True)
         self._anchor.clear()
         for name in self.selected_codecs():
-            self._anchor.addItem(codec_class(name).label, name)
+            self._anchor.addItem(_label(name), name)
         index = self._anchor.findData(keep)
         if index < 0:
             index = self._anchor.findData("jpeg")
@@ -563,7 +589,7 @@ class RDView(QWidget):
             elif not codecs:
                 self._run.setToolTip("Tick at least one codec.")
             else:
-                points = len(images) * sum(len(self._sweeps.get(c) or codec_class(c).sweep) for c in codecs)
+                points = len(images) * sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
                 self._run.setToolTip(f"Encode and decode {_count(points, 'time')}, measuring every result.")
         self._cancel.setEnabled(running)
         self._codec_list.setEnabled(not running)
@@ -667,7 +693,20 @@ def _summary_sentence(rows: list[dict], anchor: str) -> str:
 def _short_label(codec: str) -> str:
     """"WebP" rather than "WebP (libwebp, lossy)": the library detail is noise in a sentence; a learned
     codec is named with its model, so two learned codecs never read alike."""
-    return selection_name(codec, codec_class(codec).Options())
+    name, fixed = parse_codec_spec(codec)
+    return selection_name(name, build(codec_class(name).Options, fixed))
+
+
+def _cls(codec: str):
+    """The codec class of a list entry: a codec's name, or `learned:model=PATH` for a model added from
+    the Compare tab (the bench's own codec spec, so the sweep and its files name it as the CLI does)."""
+    return codec_class(parse_codec_spec(codec)[0])
+
+
+def _label(codec: str) -> str:
+    """The codec's label; an entry with a model also names the model ("Learned — mbt2018-mean (...)")."""
+    name, fixed = parse_codec_spec(codec)
+    return codec_class(name).label if not fixed else _short_label(codec)
 
 
 def _pct(value: float) -> str:

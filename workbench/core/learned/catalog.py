@@ -21,7 +21,8 @@ from workbench.core.errors import OptionError, OutputError
 MODEL_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
 DEFAULT_MODEL = "dct-hyperprior-mse"
 #: Files the chooser's "Open…" offers: our own weights and CompressAI checkpoints.
-MODEL_SUFFIXES = (".safetensors", ".pth.tar", ".pth", ".pt")
+CHECKPOINT_NAMES = (".pth.tar", ".pth", ".pt")
+MODEL_SUFFIXES = (".safetensors",) + CHECKPOINT_NAMES
 #: How many imported models are remembered (the most recent first).
 MAX_REMEMBERED = 20
 #: The metric a model was trained for (its weights' metadata), as the GUI names it.
@@ -83,16 +84,44 @@ def model_path(value: str) -> Path:
 
 
 def model_label(value: str) -> str:
-    """A model as people should read it: "dct-hyperprior-mse (PSNR)", or an imported file's name.
+    """A model as people should read it: "dct-hyperprior-mse (PSNR)", "mbt2018-mean (CompressAI, PSNR,
+    quality 3)", or an imported file's name.
 
     The metric comes from the weights' own metadata, so an imported safetensors model of ours is named as
-    precisely as a shipped one; files without it (CompressAI checkpoints) are named by their file name.
+    precisely as a shipped one; CompressAI checkpoints carry none, so their zoo file names say it, and a
+    checkpoint named otherwise (a training run's) is at least marked as one.
     """
     path = model_path(value)
-    shipped = value in shipped_models()
-    name = value if shipped else path.name
-    metric = METRIC_NAMES.get(_metadata(path).get("metric", "")) if path.suffix == ".safetensors" else None
-    return f"{name} ({metric})" if metric else name
+    if value in shipped_models() or path.suffix == ".safetensors":
+        name = value if value in shipped_models() else path.name
+        metric = METRIC_NAMES.get(_metadata(path).get("metric", ""))
+        return f"{name} ({metric})" if metric else name
+    if path.is_dir():
+        try:
+            folder = zoo_folder(path)
+        except OptionError:
+            folder = None
+        if folder is None:
+            return path.name
+        arch, metric, files = folder
+        return f"{arch} (CompressAI, {METRIC_NAMES[metric]}, {_qualities(sorted(files))})"
+    stated = zoo_name(path)
+    if stated is not None:
+        return f"{stated[0]} (CompressAI, {METRIC_NAMES[stated[1]]}, quality {stated[2]})"
+    return f"{path.name} (CompressAI checkpoint)" if is_checkpoint_name(path) else path.name
+
+
+def _qualities(qs: list[int]) -> str:
+    if len(qs) == 1:
+        return f"quality {qs[0]}"
+    return f"qualities {qs[0]}–{qs[-1]}" if qs == list(range(qs[0], qs[-1] + 1)) else \
+        f"qualities {', '.join(map(str, qs))}"
+
+
+def is_checkpoint_name(path: str | os.PathLike) -> bool:
+    """Whether a file is named like a CompressAI checkpoint (.pth.tar, .pth, .pt); only its keys tell
+    whether it really holds an image model."""
+    return Path(path).name.lower().endswith(CHECKPOINT_NAMES)
 
 
 # CompressAI's zoo names its files <architecture>[-msssim]-<quality>-<hash>.pth.tar: one model per quality.
@@ -108,6 +137,29 @@ def zoo_name(path: str | os.PathLike) -> tuple[str, str, int] | None:
     return m.group("arch"), "ms-ssim" if m.group("metric") in ("msssim", "ms-ssim") else "mse", int(m.group("quality"))
 
 
+_ZOO_FOLDER = ("must hold checkpoints of one architecture and metric named like CompressAI's zoo files "
+               "(e.g. mbt2018-mean-3-....pth.tar)")
+
+
+def zoo_folder(folder: str | os.PathLike) -> tuple[str, str, dict[int, str]] | None:
+    """(architecture, metric, {quality: file}) of a folder of CompressAI checkpoints named as the zoo
+    names them; None when no file in it is named so (an image folder), an error when they are of
+    several architectures or metrics (no single model)."""
+    folder = Path(folder)
+    found: dict[tuple[str, str], dict[int, str]] = {}
+    for f in sorted(folder.iterdir()):
+        stated = zoo_name(f) if f.is_file() else None
+        if stated:
+            found.setdefault(stated[:2], {})[stated[2]] = str(f)
+    if not found:
+        return None
+    if len(found) != 1:
+        kinds = ", ".join(f"{a} ({m})" for a, m in found)
+        raise OptionError(f"{folder} {_ZOO_FOLDER}; found {kinds}")
+    (arch, metric), files = next(iter(found.items()))
+    return arch, metric, files
+
+
 def model_for_quality(value: str, quality: float) -> str:
     """The model file for a quality: a folder of CompressAI checkpoints named as the zoo names them (one
     file per quality, one architecture and metric) is one model whose quality picks the file; any other
@@ -115,16 +167,10 @@ def model_for_quality(value: str, quality: float) -> str:
     folder = Path(value)
     if not folder.is_dir():
         return value
-    found = {}
-    for f in sorted(folder.iterdir()):
-        stated = zoo_name(f) if f.is_file() else None
-        if stated:
-            found.setdefault(stated[:2], {})[stated[2]] = str(f)
-    if len(found) != 1:
-        kinds = ", ".join(f"{a} ({m})" for a, m in found) or "none"
-        raise OptionError(f"{folder} must hold checkpoints of one architecture and metric named like CompressAI's "
-                          f"zoo files (e.g. mbt2018-mean-3-....pth.tar); found {kinds}")
-    by_quality = next(iter(found.values()))
+    stated = zoo_folder(folder)
+    if stated is None:
+        raise OptionError(f"{folder} {_ZOO_FOLDER}; found none")
+    by_quality = stated[2]
     q = int(round(quality))
     if q not in by_quality:
         raise OptionError(f"{folder} has checkpoints for qualities {', '.join(map(str, sorted(by_quality)))}, not {q}")
@@ -132,7 +178,8 @@ def model_for_quality(value: str, quality: float) -> str:
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, value) for the chooser: every shipped model, then the remembered imports that still exist."""
+    """(label, value) for the chooser: every shipped model, then the remembered imports (files, and folders
+    of zoo checkpoints) that still exist."""
     out = [(model_label(name), name) for name in shipped_models()]
-    out += [(model_label(p), p) for p in remembered_models() if Path(p).is_file()]
+    out += [(model_label(p), p) for p in remembered_models() if Path(p).exists()]
     return out

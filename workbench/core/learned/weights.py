@@ -169,11 +169,8 @@ _ZOO_LAMBDAS = {"mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 
                 "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)}
 
 
-@lru_cache(maxsize=8)
-def _load_checkpoint(path: str, mtime_ns: int) -> CodecModel:
-    """A CompressAI checkpoint (the zoo's bare state dict or the training example's dict with
-    "state_dict"), loaded without unpickling code, recognised from its keys and shapes alone."""
-    from workbench.core.learned.kinds.compressai_nets import plain_state_dict, recognise
+def _read_checkpoint(path: str) -> tuple[bytes, object]:
+    """A checkpoint's bytes and what torch.load makes of them, without unpickling code."""
     size = os.stat(path).st_size
     if size > MAX_CHECKPOINT_BYTES:
         raise OptionError(f"checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES >> 20} MB")
@@ -186,6 +183,30 @@ def _load_checkpoint(path: str, mtime_ns: int) -> CodecModel:
     except (RuntimeError, ValueError, EOFError, OSError, AttributeError) as exc:
         reason = " ".join(str(exc).split()[:16]) or type(exc).__name__
         raise OptionError(f"{Path(path).name} is not a readable PyTorch checkpoint ({reason})") from None
+    return raw, obj
+
+
+def compressai_architecture(path: str | os.PathLike) -> str | None:
+    """The CompressAI image architecture a checkpoint holds, or None when it holds some other network
+    (which the Network tab compresses instead). A damaged CompressAI checkpoint or an unreadable file is
+    the loader's one-line error, so a file dropped as a model is never silently treated as something else."""
+    from workbench.core.learned.kinds.compressai_nets import plain_state_dict, recognise
+    _, obj = _read_checkpoint(str(path))
+    try:
+        state = plain_state_dict(obj)
+    except OptionError:             # not a mapping of names to tensors: a training checkpoint of another kind
+        return None
+    if not any(k.startswith("g_a.") for k in state):
+        return None
+    return recognise(state)[0]
+
+
+@lru_cache(maxsize=8)
+def _load_checkpoint(path: str, mtime_ns: int) -> CodecModel:
+    """A CompressAI checkpoint (the zoo's bare state dict or the training example's dict with
+    "state_dict"), loaded without unpickling code, recognised from its keys and shapes alone."""
+    from workbench.core.learned.kinds.compressai_nets import plain_state_dict, recognise
+    raw, obj = _read_checkpoint(path)
     state = plain_state_dict(obj)
     arch, n, m = recognise(state)
     model = MODELS.get(arch)(n=n, m=m)
