@@ -27,6 +27,7 @@ from workbench.core.codecs.learned import LearnedOptions
 from workbench.core.errors import WorkbenchError
 from workbench.core.learned.catalog import MODEL_SUFFIXES, model_choices, model_label, remember_model
 from workbench.core.options import OptionSpec, build, specs
+from workbench.core.presets import PRESETS, preset
 from workbench.core.summary import GLOSSARY, format_size, is_lossless
 
 INT_LIMIT = 2**31 - 1
@@ -426,6 +427,17 @@ class CodecPanel(QGroupBox):
     def __init__(self, title: str, parent: QWidget | None = None):
         super().__init__(title, parent)
         lay = QVBoxLayout(self)
+        self.preset = QComboBox()
+        self.preset.setToolTip("Ready-made settings for what the picture is for; any setting changed below "
+                               "makes them your own.")
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset.setMinimumContentsLength(16)
+        self.preset.addItem("Preset: none (choose below)", None)
+        self.preset_note = QLabel()
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setVisible(False)
+        lay.addWidget(self.preset)
+        lay.addWidget(self.preset_note)
         self.combo = QComboBox()
         self.combo.setToolTip("What this side shows: the original image, or the image after compressing it "
                               "with a codec. Greyed-out codecs are not available on this computer; hover "
@@ -449,6 +461,17 @@ class CodecPanel(QGroupBox):
         lay.addWidget(self._form_host)
         self._editors = self._form_host.editors
         self.combo.currentIndexChanged.connect(self._codec_changed)
+        for p in PRESETS:                       # after the codec list: a preset needs its codec available
+            self.preset.addItem(p.title, p.name)
+            item = self.preset.model().item(self.preset.count() - 1)
+            index = self.combo.findData(p.codec)
+            if index >= 0 and model.item(index).isEnabled():
+                item.setToolTip(p.explanation)
+            else:
+                item.setEnabled(False)
+                item.setToolTip(f"Not available here: {model.item(index).toolTip() if index >= 0 else p.codec}")
+        self.preset.activated.connect(self._preset_chosen)
+        self.changed.connect(self._check_preset)
 
     def codec(self) -> str | None:
         return self.combo.currentData() or None
@@ -473,7 +496,30 @@ class CodecPanel(QGroupBox):
         self.combo.blockSignals(False)
         self._rebuild(codec)
         self._form_host.set_values(values or {})   # a stale saved value outside today's range keeps the default
+        self._check_preset()
         return True
+
+    def _preset_chosen(self, index: int) -> None:
+        name = self.preset.itemData(index)
+        if name is None:
+            self._check_preset()
+            return
+        p = preset(name)
+        if self.set_selection(p.codec, p.values):
+            self.preset_note.setText(p.explanation)
+            self.preset_note.setVisible(True)
+            self.changed.emit()
+
+    def _check_preset(self) -> None:
+        """Back to "none" once the settings shown are no longer the chosen preset's."""
+        name = self.preset.currentData()
+        try:
+            if name is not None and preset(name).matches(self.codec(), self.selection().values):
+                return
+        except WorkbenchError:                          # settings that do not build are no preset's
+            pass
+        self.preset.setCurrentIndex(0)
+        self.preset_note.setVisible(False)
 
     def state(self) -> dict[str, Any]:
         """What QSettings stores, so the next session starts where this one ended."""
