@@ -68,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("decompress", help="decode a compressed file (any supported codec) to PNG")
     c.add_argument("input", help="compressed file; its codec is recognised from its contents")
     c.add_argument("-o", "--output", required=True, help="output PNG")
+    c.add_argument("--model", action="append", default=[],
+                   help="learned model file the input was made with, when it is not shipped or remembered "
+                        "(.safetensors or a CompressAI checkpoint; repeatable)")
     c.set_defaults(func=cmd_decompress)
 
     c = sub.add_parser("bench", help="rate-distortion sweep of codecs over a folder of images")
@@ -281,6 +284,10 @@ def cmd_decompress(args, rest) -> int:
     src = Path(args.input)
     check_writable(args.output, protect=[src])
     data = _read_compressed(src, MAX_FILE_BYTES)
+    if args.model:      # a file names its model by hash; loading these makes them known to the decoder
+        from workbench.core.learned.weights import load_codec_model
+        for model in args.model:
+            load_codec_model(model)
     t0 = time.perf_counter()
     try:
         rgb, cls = decode_any(data)

@@ -28,9 +28,10 @@ from safetensors.torch import save as st_save
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
+from workbench.core.files import read_limited
 from workbench.core.jobs import Job
 from workbench.core.learned.catalog import MODEL_DIR, remembered_models, shipped_models, zoo_name
-from workbench.core.learned.kinds import MODELS, Encoded, TransformCodingModel
+from workbench.core.learned.kinds import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, Encoded, ModelKind
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 
 MAX_MODEL_BYTES = 200 * 1024 * 1024
@@ -41,7 +42,7 @@ class CodecModel:
     """A loaded model file: the network of its kind, its stored tables, its hash. Coding goes through
     the kind (`compress`/`decompress`), which reads what it needs from here."""
     name: str
-    model: TransformCodingModel          # float32, eval mode, CPU
+    model: ModelKind                     # float32, eval mode, CPU
     hyper_tables: tuple[CategoricalTable, ...]     # z (hyperprior), y (factorized) or indices (SHVQ)
     gaussian: tuple[CategoricalTable, ...]         # one per scale-grid level (hyperprior kinds only)
     trellis: tuple[tuple[CategoricalTable, ...], ...] | None   # (Q0, Q1) per scale-grid level, or None
@@ -165,16 +166,13 @@ def _unpack_offsets(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 # CompressAI's zoo trains quality q with λ = these (MSE, on 255²·MSE) or those (MS-SSIM, on 1 − MS-SSIM).
-_ZOO_LAMBDAS = {"mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
-                "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0)}
+# (our own default λs are the same values)
+_ZOO_LAMBDAS = {"mse": MSE_LAMBDAS, "ms-ssim": MSSSIM_LAMBDAS}
 
 
 def _read_checkpoint(path: str) -> tuple[bytes, object]:
     """A checkpoint's bytes and what torch.load makes of them, without unpickling code."""
-    size = os.stat(path).st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise OptionError(f"checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES >> 20} MB")
-    raw = Path(path).read_bytes()
+    raw = read_limited(path, MAX_CHECKPOINT_BYTES, OptionError, what="a checkpoint")
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -3,8 +3,8 @@ this package fills `MODELS`."""
 
 from workbench.core.learned.kinds import compressai, dct, dct_context, factorized, hyperprior, shvq  # noqa: F401
 from workbench.core.learned.kinds.base import (CODEC_ID, MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, Encoded,  # noqa: F401
-                                               TransformCodingModel, interpolate_levels)
+                                               ModelKind, TransformCodingModel, interpolate_levels)
 
 
-def build_model(name: str, **config) -> TransformCodingModel:
+def build_model(name: str, **config) -> ModelKind:
     return MODELS.get(name)(**config)

@@ -1,9 +1,11 @@
-"""What every learned model kind is: a network with a continuous rate knob that owns its coding.
+"""What every learned model kind is: a network that owns its training pass and its coding.
 
-Gain units (Cui et al. 2021): per quality level l a model learns a gain vector applied to the latent
-before quantization and an inverse gain applied after, so one network covers the whole rate range and
-a fractional quality interpolates two neighbouring levels geometrically (the app's continuous quality
-slider and target-size search, for the price of one trained model).
+Our own kinds (`TransformCodingModel`) have a continuous rate knob through gain units (Cui et al.
+2021): per quality level l a model learns a gain vector applied to the latent before quantization and
+an inverse gain applied after, so one network covers the whole rate range and a fractional quality
+interpolates two neighbouring levels geometrically (the app's continuous quality slider and
+target-size search, for the price of one trained model). Imported CompressAI checkpoints have one
+rate point and no gains.
 
 A kind is one registered class (`MODELS`) that owns, as CompressAI's models do:
 * its transforms and its training pass (`forward`, with a surrogate for rounding), and what training

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from workbench.core.entropy import CategoricalReader, CategoricalWriter
 from workbench.core.errors import BitstreamError, OptionError
@@ -35,7 +34,7 @@ from workbench.core.learned.kinds.base import (MODELS, Encoded, ModelKind, code_
                                                pack_image, padded, read_per_channel, synthesise_pixels, threads,
                                                to_tensor)
 from workbench.core.learned.kinds.compressai_nets import build_networks
-from workbench.core.learned.kinds.hyperprior import HyperpriorCoding, step_scale
+from workbench.core.learned.kinds.hyperprior import HyperpriorCoding
 
 # What we take of CompressAI's entropy models: the density's parameters. Their coding tables, scale table
 # and bounds are CompressAI's own bookkeeping (we compute ours; the scale bound is read by the loader).
