@@ -29,7 +29,6 @@ from workbench.core.jobs import run
 from workbench.core.network import bitstream as bs
 from workbench.core.network.checkpoint import CheckpointError, load_checkpoint, same_values, save_checkpoint
 from workbench.core.network.compress import compress_network_job, decompress_network
-from workbench.core.network.quantizers import QuantizedTensor
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "tests" / "data" / "fuzz"

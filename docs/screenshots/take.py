@@ -29,7 +29,7 @@ def wait(predicate, timeout=120.0):
 def main(out: Path) -> None:
     tmp = Path(tempfile.mkdtemp())
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
-    app = QApplication.instance() or QApplication(sys.argv)
+    _app = QApplication.instance() or QApplication(sys.argv)  # kept alive while the window is shown
     from workbench.ui.main_window import DEMO_IMAGE, MainWindow
 
     w = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
