@@ -82,8 +82,9 @@ def test_a_file_names_its_checkpoint_by_hash(checkpoints, tmp_path):
 
 def test_tools_each_architecture_allows(checkpoints):
     mean, _ = checkpoints["mbt2018-mean"]
-    r = compress_image(RGB, "learned", model=str(mean), quantizer="tcq8")       # λ known from the zoo name
-    assert np.array_equal(get_codec("learned").decode(r.data), r.reconstruction)
+    for tools in ({"quantizer": "tcq8"}, {"optimize": 3}):       # λ known from the zoo name
+        r = compress_image(RGB, "learned", model=str(mean), **tools)
+        assert np.array_equal(get_codec("learned").decode(r.data), r.reconstruction)
     _, unnamed = checkpoints["mbt2018-mean"]
     with pytest.raises(OptionError, match="needs the λ"):
         compress_image(RGB, "learned", model=str(unnamed), quantizer="rdoq")

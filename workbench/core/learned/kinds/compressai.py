@@ -8,7 +8,8 @@ coder, whose format does not promise cross-platform decoding:
 * ẑ = median + round(z − median) per channel, as CompressAI quantizes it, coded under integer tables
   computed once at load (float64, CPU) from the factorised density around the medians;
 * y under our 64-level scale grid with the hyperprior kind's coder (`HyperpriorCoding`), so
-  bmshj2018-hyperprior and mbt2018-mean also take rdoq/tcq4/tcq8 when their λ is known;
+  bmshj2018-hyperprior and mbt2018-mean also take rdoq/tcq4/tcq8 and latent optimization when their λ
+  is known (from a zoo file name);
 * the autoregressive models (mbt2018, cheng2020) decode position by position in raster order — the
   causal loop their masked 5×5 context imposes — in float64 on the CPU, everything else vectorised.
   Their latents are rounded: a trellis path cannot run through a context that depends on the levels
@@ -149,6 +150,7 @@ class ImportedScaleHyperprior(HyperpriorCoding, ImportedModel):
     label = "bmshj2018-hyperprior (CompressAI)"
     y_stride = 16
     z_stride = 64
+    supports_optimize = True        # when the file name gives λ (`check_options`)
 
     def __init__(self, n: int, m: int):
         super().__init__(n, m)
@@ -216,6 +218,7 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
     name = "mbt2018"
     label = "mbt2018 (CompressAI)"
     latent_quantizers = ("round",)
+    supports_optimize = False
     symbol_modules = ("h_s", "context_prediction", "entropy_parameters")
 
     def entropy_params(self, z_hat, h_s=None):

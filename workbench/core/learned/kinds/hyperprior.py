@@ -66,6 +66,20 @@ class HyperpriorCoding:
         """Per-channel values z is rounded around (z ≈ offset + integer); None for 0."""
         return None
 
+    def latent_terms(self, y, z, quality, quantizer, step) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bits and x̂ of given (gained) latents under a rounding surrogate whose gradient reaches the
+        latents themselves: what per-image optimization descends (`optimize.refine_latents`)."""
+        _, gz_inv = self.gains_z(quality)
+        _, g_inv = self.gains(quality)
+        offsets = self.z_offsets()
+        z_t = quantizer(z, step) if offsets is None else \
+            offsets.to(z).view(1, -1, 1, 1) + quantizer(z - offsets.to(z).view(1, -1, 1, 1), step)
+        bits_z = -torch.log2(self.density_z.likelihood(z_t)).sum()
+        means, scales = self.entropy_params(z_t * gz_inv)
+        residual = quantizer(y - means, step)
+        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum()
+        return bits_y + bits_z, self.synthesise((means + residual) * g_inv)
+
     def coding_tables(self):
         q0, q1 = densities.trellis_tables()
         return {"tables.hyper": self.density_z.tables(), "tables.gaussian": densities.gaussian_tables(),
@@ -250,14 +264,3 @@ class MeanScaleHyperprior(HyperpriorCoding, TransformCodingModel):
         bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum(dim=(1, 2, 3))
         return ForwardResult(self.synthesise(y_tilde * g_inv), bits_y, bits_z, latents)
 
-    def latent_terms(self, y, z, quality, quantizer, step) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bits and x̂ of given (gained) latents under a rounding surrogate whose gradient reaches the
-        latents themselves: what per-image optimization descends (`optimize.refine_latents`)."""
-        _, gz_inv = self.gains_z(quality)
-        _, g_inv = self.gains(quality)
-        z_t = quantizer(z, step)
-        bits_z = -torch.log2(self.density_z.likelihood(z_t)).sum()
-        means, scales = self.entropy_params(z_t * gz_inv)
-        residual = quantizer(y - means, step)
-        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum()
-        return bits_y + bits_z, self.synthesise((means + residual) * g_inv)
