@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]          # other processes competing for the CPU inflate every gap
     app = QApplication.instance() or QApplication([])
     curves = LiveCurves()
-    rd = RDView()
+    results = tempfile.TemporaryDirectory(prefix="workbench-rd-")   # fresh: every point measured, none reused
+    rd = RDView(results=results.name)
     window = QSplitter(Qt.Orientation.Vertical)
     window.addWidget(rd)
     window.addWidget(curves)

@@ -22,6 +22,7 @@ def window(qtbot, tmp_path, monkeypatch):
     from workbench.ui.main_window import MainWindow
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))   # where RD sweeps are saved
     errors = []
     monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: errors.append(text))
     w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))

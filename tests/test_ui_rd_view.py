@@ -1,24 +1,26 @@
-"""RDView: a real (small) JPEG/WebP sweep through the GUI, its live points, BD-rate table and exports."""
+"""RDView: a real (small) JPEG/WebP sweep through the GUI, its live points, BD-rate table and results folder."""
 
-import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog
 
+from workbench.cli import main as cli
 from workbench.core.codecs import codec_class
-from workbench.ui.rd_view import RDProgress, RDView, rd_sweep_job
+from workbench.ui.rd_view import RDView, run_folder
 
 CHAPEL = Path(__file__).parent / "data" / "chapel_192x176.png"
 SWEEPS = {"jpeg": (20, 50, 80), "webp": (30, 70)}
 
 
 @pytest.fixture
-def view(qtbot):
-    v = RDView(sweeps=SWEEPS)
+def view(qtbot, tmp_path):
+    v = RDView(sweeps=SWEEPS, results=tmp_path / "results", jobs=1)
     qtbot.addWidget(v)
     v.set_current(CHAPEL)
     v.set_selected_codecs(["jpeg", "webp"])
@@ -35,19 +37,13 @@ def swept(qtbot, view):
     return view
 
 
-def test_sweep_job_yields_one_attributed_point_per_setting():
-    job = rd_sweep_job([CHAPEL], ["jpeg"], {"jpeg": (30, 60)})
-    events = []
-    try:
-        while True:
-            events.append(next(job))
-    except StopIteration as stop:
-        result = stop.value
-    assert [e.step for e in events] == [1, 2] and events[-1].total == 2
-    assert all(isinstance(e, RDProgress) for e in events)
-    assert [e.point.quality for e in events] == [30, 60]
-    assert result.points == [e.point for e in events] and result.images == [CHAPEL.name]
-    assert events[0].metrics["bpp"] == events[0].point.bpp < events[1].point.bpp
+def test_each_sweep_has_its_own_folder_and_the_same_sweep_the_same_one(tmp_path):
+    a, b = tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"
+    name = run_folder([a], ["jpeg", "webp"], SWEEPS)
+    assert name.startswith("a-jpeg-webp-") and name == run_folder([a], ["jpeg", "webp"], dict(SWEEPS))
+    assert name != run_folder([b], ["jpeg", "webp"], SWEEPS)                    # another picture of that name
+    assert name != run_folder([a], ["jpeg", "webp"], {"jpeg": (20, 50)})       # other settings
+    assert run_folder([a, b], ["learned:model=/m/x.pt"], {}).startswith("x-2-learned-")
 
 
 def test_points_appear_while_the_sweep_runs(qtbot, view):
@@ -80,7 +76,7 @@ def test_finished_sweep_shows_means_table_and_sentence(swept):
     assert math.isfinite(expected["psnr"])
     assert table.item(0, 1).text() == f"{expected['psnr']:+.1f} %".replace("-", "−")
     assert "At the same PSNR, WebP files are" in swept._summary.text()
-    assert swept._status.text() == "Done: 5 points on 1 image."
+    assert swept._status.text() == f"Done: 5 points on 1 image; saved 8 files in {swept.sweep_folder()}."
     assert swept._run.isEnabled() and not swept._cancel.isEnabled()
 
 
@@ -91,37 +87,58 @@ def test_changing_the_anchor_recomputes_the_table(swept):
     assert swept._table.item(0, 1).text().startswith("+")
 
 
-def test_export_buttons_write_csv_json_and_png(swept, tmp_path, monkeypatch):
-    monkeypatch.setattr(QFileDialog, "getSaveFileName",
-                        staticmethod(lambda *a, **k: (str(tmp_path / "curves.csv"), "CSV files (*.csv)")))
-    swept._export_csv.click()
-    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
-    assert [(r["codec"], r["quality"]) for r in rows][:3] == [("jpeg", "20"), ("jpeg", "50"), ("jpeg", "80")]
-    assert len(rows) == 5 and float(rows[0]["bpp"]) == pytest.approx(swept.result().curve("jpeg").bpp[0])
-
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tmp_path)))
-    swept._export_json.click()
-    doc = json.loads((tmp_path / "webp.json").read_text())
-    assert doc["name"] == "webp" and len(doc["results"]["bpp"]) == 2
-    assert set(doc["results"]) >= {"bpp", "psnr-rgb", "ms-ssim-rgb"}
-    assert json.loads((tmp_path / "jpeg.json").read_text())["results"]["quality"] == [20, 50, 80]
-
-    monkeypatch.setattr(QFileDialog, "getSaveFileName",
-                        staticmethod(lambda *a, **k: (str(tmp_path / "rd.png"), "PNG images (*.png)")))
-    swept._export_png.click()
-    assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.csv", "jpeg.json", "rd.png", "webp.json"]
-    assert swept._status.text() == f"Saved rd.png in {tmp_path}."
+def test_the_tab_leaves_the_files_workbench_bench_leaves(swept, tmp_path, capsys):
+    """The CLI run on the tab's folder reuses every point the tab stored and rewrites its report: were
+    the tab writing files of its own, or not storing its points, some file would differ."""
+    folder = swept.sweep_folder()
+    assert folder.parent == tmp_path / "results"
+    written = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert set(written) >= {"jpeg.json", "webp.json", "per_image.csv", "curves.csv", "bdrate.md", "rd.png",
+                            "points.jsonl"}
+    assert json.loads(written["jpeg.json"])["results"]["quality"] == [20, 50, 80]
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(CHAPEL, images)
+    assert cli(["bench", str(images), "--codecs", "jpeg,webp", "--anchor", "jpeg", "--qualities", "jpeg=20,50,80",
+                "--qualities", "webp=30,70", "--jobs", "1", "--out", str(folder)]) == 0
+    assert "5 point(s) measured before were reused" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == written
 
 
-def test_dialog_cancel_writes_nothing(swept, tmp_path, monkeypatch):
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
-    swept._export_csv.click()
-    swept._export_png.click()
-    assert list(tmp_path.iterdir()) == []
+def test_the_same_sweep_again_reuses_its_points_and_a_new_one_gets_a_new_folder(qtbot, swept, tmp_path):
+    first = swept.sweep_folder()
+    with qtbot.waitSignal(swept.sweep_finished, timeout=30000):
+        swept.run()
+    assert swept.sweep_folder() == first and swept._status.text().startswith("Done: 5 points (5 measured before)")
+    swept.set_selected_codecs(["jpeg"])
+    with qtbot.waitSignal(swept.sweep_finished, timeout=30000):
+        swept.run()
+    assert swept.sweep_folder() != first and (swept.sweep_folder() / "jpeg.json").exists()
+    assert not (swept.sweep_folder() / "webp.json").exists()
+    assert swept._status.text().startswith("Done: 3 points on 1 image")    # another folder, measured anew
 
 
-def test_cancel_stops_the_sweep_and_keeps_exports_off(qtbot, view):
+def test_results_folder_can_be_changed_and_opened(qtbot, swept, tmp_path, monkeypatch):
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: opened.append(url.toLocalFile())))
+    swept._open_results.click()
+    assert opened == [str(swept.sweep_folder())]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tmp_path / "mine")))
+    swept._choose_results.click()
+    assert swept.results_folder() == tmp_path / "mine" and str(tmp_path / "mine") in swept._results_label.text()
+    with qtbot.waitSignal(swept.sweep_finished, timeout=30000):
+        swept.run()
+    assert swept.sweep_folder().parent == tmp_path / "mine" and (swept.sweep_folder() / "rd.png").exists()
+
+
+def test_dialog_cancel_changes_nothing(swept, monkeypatch):
+    before = swept.results_folder()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))
+    swept._choose_results.click()
+    assert swept.results_folder() == before
+
+
+def test_cancel_stops_the_sweep_and_a_rerun_goes_on_from_its_points(qtbot, view):
     view.set_selected_codecs(["jpeg"])
     view._sweeps["jpeg"] = tuple(range(5, 96, 3))
     batches = []
@@ -130,9 +147,17 @@ def test_cancel_stops_the_sweep_and_keeps_exports_off(qtbot, view):
     qtbot.waitUntil(lambda: bool(batches), timeout=10000)
     with qtbot.waitSignal(view.runner.cancelled, timeout=5000):
         view._cancel.click()
-    assert view.result() is None and not view._export_csv.isEnabled()
+    assert view.result() is None and not view._open_results.isEnabled()
     assert view._status.text().startswith("Cancelled after")
     assert view._run.isEnabled()
+    stored = len((view.sweep_folder() / "points.jsonl").read_text().splitlines())
+    assert stored >= 1
+    resumed = []
+    view.runner.progress_batch.connect(lambda events: resumed.extend(e for e in events if e.resumed))
+    view.run()
+    qtbot.waitUntil(lambda: len(resumed) == stored, timeout=10000)
+    with qtbot.waitSignal(view.runner.cancelled, timeout=5000):
+        view.cancel()
 
 
 def test_failure_is_one_sentence_in_the_status_line(qtbot, view, tmp_path):

@@ -65,6 +65,7 @@ def window(qtbot, tmp_path, monkeypatch, errors):
     from workbench.ui.main_window import MainWindow
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))   # where RD sweeps are saved
     w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     w.errors = errors
     qtbot.addWidget(w)
@@ -289,8 +290,8 @@ def _point(codec, quality, image, bpp, psnr):
 
 
 def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbot):
-    from workbench.core.bench import BenchResult
-    from workbench.ui.rd_view import RDProgress, RDView, _summary_sentence
+    from workbench.core.bench import BenchProgress, BenchResult
+    from workbench.ui.rd_view import RDView, _summary_sentence
 
     view = RDView(sweeps={"jpeg": (20, 50, 80), "webp": (30, 70)})
     qtbot.addWidget(view)
@@ -302,12 +303,12 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
     header = view._table.horizontalHeader().height()
     assert view._table.height() >= header + 3 * view._table.verticalHeader().defaultSectionSize()
     # a sweep part-way into its second image: only the first image counts, for every codec
-    view._live, view._per_image, view._total_images = BenchResult(codecs=["jpeg", "webp"]), 5, 2
+    view._live, view._total_images = BenchResult(codecs=["jpeg", "webp"]), 2
     a = [_point("jpeg", 20, "a.png", 0.5, 28.0), _point("jpeg", 50, "a.png", 1.0, 32.0),
          _point("jpeg", 80, "a.png", 2.0, 36.0), _point("webp", 30, "a.png", 0.4, 29.0),
          _point("webp", 70, "a.png", 0.9, 33.0)]
     b = [_point("jpeg", 20, "b.png", 3.0, 20.0), _point("jpeg", 50, "b.png", 6.0, 24.0)]
-    view._on_batch([RDProgress(i + 1, 10, "", point=p) for i, p in enumerate(a + b)])
+    view._on_batch([BenchProgress(i + 1, 10, "", point=p) for i, p in enumerate(a + b)])
     expected = BenchResult(images=["a.png"], points=a, codecs=["jpeg", "webp"]).bd_table("jpeg")[0]["psnr"]
     assert view._table.item(0, 1).text() == f"{expected:+.1f} %".replace("-", "−")
     assert view._summary.text().startswith("So far: 1 of 2 images. At the same PSNR, WebP files are on average")
@@ -322,7 +323,7 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
 # ----- the Live tab
 def test_live_tab_shows_a_sweeps_points_per_codec_not_numbers_against_steps(qtbot):
     from workbench.ui.live_curves import LiveCurves
-    from workbench.ui.rd_view import RDProgress
+    from workbench.core.bench import BenchProgress
 
     live = LiveCurves()
     qtbot.addWidget(live)
@@ -330,7 +331,7 @@ def test_live_tab_shows_a_sweeps_points_per_codec_not_numbers_against_steps(qtbo
     live.show()
     pts = [_point("jpeg", 20, "a.png", 0.5, 28.0), _point("jpeg", 50, "a.png", 1.0, 32.0),
            _point("webp", 30, "a.png", 0.4, 29.0)]
-    live.add_events([RDProgress(i + 1, 6, "measuring", metrics={"bpp": p.bpp, "psnr": p.psnr}, point=p)
+    live.add_events([BenchProgress(i + 1, 6, "measuring", metrics={"bpp": p.bpp, "psnr": p.psnr}, point=p)
                      for i, p in enumerate(pts)])
     qtbot.wait(300)
     assert live.rd_points.isVisible() and not live._canvas.isVisible() and not live._plots

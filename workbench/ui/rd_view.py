@@ -1,38 +1,37 @@
 """Rate-distortion sweeps in the GUI: pick codecs, run, watch the curves grow, read the BD-rate table.
 
-The sweep itself is `workbench.core.bench.bench_job`. Its progress events do not say which codec and
-setting they belong to, and the live plot needs exactly that, so the view runs the sweep one point at
-a time (`rd_sweep_job`): each point is a one-setting `bench_job` whose returned result names the point
-exactly. The points are collected into the same `BenchResult` the CLI builds, so plots, BD-rates and
-exports all come from the core's own means and formulas.
+The sweep is the CLI's: `bench.bench_job` into a results folder, whose events carry each measured
+point, then `bench_report.write_report` into the same folder, so the tab leaves exactly the files
+`workbench bench --out FOLDER` leaves, and a sweep run again reuses the points stored there. Each
+sweep has a folder of its own under the results folder, named after its images and codecs
+(`run_folder`), so running the same sweep again finds its points, and a different one never
+overwrites another's report.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import html
-import io
+import json
 import math
+import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QPalette
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QHeaderView, QLabel, QListWidget, QListWidgetItem, QMessageBox, QProgressBar, QPushButton,
+    QHeaderView, QLabel, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
     QRadioButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from workbench.core.atomic import write_bytes_atomic
-from workbench.core.bench import BenchResult, RDPoint, bench_job, parse_codec_spec
-from workbench.core.bench_report import json_bytes, json_name, rd_plot_png
+from workbench.core.bench import BenchProgress, BenchResult, bench_job, default_jobs, parse_codec_spec
+from workbench.core.bench_report import write_report
 from workbench.core.codecs import all_codecs, codec_class
-from workbench.core.errors import WorkbenchError
-from workbench.core.jobs import Job, Progress, run
+from workbench.core.jobs import Job
 from workbench.core.learned.catalog import zoo_folder
 from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
@@ -44,40 +43,33 @@ from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_p
 DEFAULT_CODECS = ("jpeg", "webp")
 
 
-@dataclass(frozen=True)
-class RDProgress(Progress):
-    """A sweep event that also carries the measured point, so the plot needs no message parsing."""
+def default_results_folder() -> Path:
+    """$XDG_DATA_HOME/workbench/rd-sweeps (~/.local/share when unset): the app's own data, not the
+    user's image folder, which may be read-only or a collection the user would not want written into."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "workbench" / "rd-sweeps"
 
-    point: RDPoint | None = None
 
+def run_folder(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapping[str, Sequence[float]]) -> str:
+    """The folder name of a sweep: readable (first image or its folder, the codecs) and unique to the
+    images, codec specs and settings (a hash), so the same sweep run again lands where its points are.
 
-def rd_sweep_job(images: Sequence[str | Path], codecs: Sequence[str],
-                 sweeps: Mapping[str, Sequence[float]] | None = None) -> Job[BenchResult]:
-    """`bench_job` over images × codecs × settings, one point per event, returning the combined result.
-
-    Order and means are those of `bench_job`: images outermost, then codecs, then settings. Each point
-    reloads its image (about 15 ms for a 768×600 PNG), small beside the encode, decode and MS-SSIM.
+    >>> run_folder(["/photos/a.png"], ["jpeg", "learned:model=/m/x.pt"], {"jpeg": (20, 50)})[:-9]
+    'a-jpeg-learned'
     """
-    sweeps = dict(sweeps or {})
-    plan = [(name, tuple(sweeps.get(name) or _cls(name).sweep)) for name in codecs]
-    total = len(images) * sum(len(qualities) for _, qualities in plan)
-    result = BenchResult(codecs=list(codecs))
-    step = 0
-    for path in images:
-        for name, qualities in plan:
-            for q in qualities:
-                single = run(bench_job([path], [name], {name: (q,)}))
-                point = single.points[0]
-                if point.image not in result.images:
-                    result.images.append(point.image)
-                result.points.append(point)
-                step += 1
-                metrics = {"bpp": point.bpp, "psnr": point.psnr}
-                if point.ms_ssim_db is not None:
-                    metrics["ms_ssim_db"] = point.ms_ssim_db
-                yield RDProgress(step, total, f"{point.image}: {name} q={q:g} gives {point.bpp:.3f} bpp at "
-                                 f"{point.psnr:.2f} dB PSNR", metrics=metrics, point=point)
-    return result
+    paths = [str(Path(p).resolve()) for p in images]
+    scope = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).parent.name}-{len(paths)}"
+    names = dict.fromkeys(parse_codec_spec(c)[0] for c in codecs)
+    ident = json.dumps([paths, list(codecs), {c: list(sweeps.get(c, ())) for c in codecs}], default=str)
+    readable = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in f"{scope}-{'-'.join(names)}")
+    return f"{readable}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+
+
+def sweep_job(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapping[str, Sequence[float]], *,
+              jobs: int, out_dir: Path, anchor: str | None) -> Job[tuple[BenchResult, list[Path]]]:
+    """The CLI's sweep and report, both off the GUI thread (drawing the report's plot takes a while)."""
+    result = yield from bench_job(images, codecs, sweeps, jobs=jobs, out_dir=out_dir)
+    return result, write_report(result, out_dir, anchor)
 
 
 class RDView(QWidget):
@@ -90,14 +82,21 @@ class RDView(QWidget):
     #: Emitted with the finished `BenchResult` of every completed sweep.
     sweep_finished = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None, *, sweeps: Mapping[str, Sequence[float]] | None = None):
+    def __init__(self, parent: QWidget | None = None, *, sweeps: Mapping[str, Sequence[float]] | None = None,
+                 results: str | Path | None = None, jobs: int | None = None):
+        """`results`: where each sweep's folder goes (`default_results_folder()` when None); `jobs`:
+        processes measuring points (`bench.default_jobs()` when None, as the CLI)."""
         super().__init__(parent)
         self._sweeps = dict(sweeps or {})
+        self._results = Path(results) if results is not None else default_results_folder()
+        self._jobs = jobs
         self._images: list[Path] = []
         self._current: Path | None = None
         self._live = BenchResult()             # the sweep in progress, or the last finished one
-        self._result: BenchResult | None = None  # the last finished sweep (what exports write)
-        self._per_image = 0
+        self._result: BenchResult | None = None  # the last finished sweep (what the folder's report holds)
+        self._folder: Path | None = None       # the folder of the last sweep started
+        self._complete = 0                     # images every codec has finished, in the sweep running
+        self._resumed = 0
         self._total_images = 0
         self._colors: dict[str, int] = {}
         self._second_plot = QTimer(self)
@@ -154,7 +153,9 @@ class RDView(QWidget):
         self._codec_list.setFixedHeight(rows + 2 * self._codec_list.frameWidth() + 4)
 
         self._anchor = QComboBox()
-        self._anchor.setToolTip("The codec the others are measured against in the BD-rate table.")
+        self._anchor.setToolTip("The codec the others are measured against in the BD-rate table. The saved "
+                                "table uses the anchor of the run: run the sweep again (its points are reused) "
+                                "to save it against another.")
         self._anchor.currentIndexChanged.connect(self._update_table)
 
         self._scope_current = QRadioButton("Current image")
@@ -169,7 +170,8 @@ class RDView(QWidget):
         self._run.setDefault(True)
         self._run.clicked.connect(self.run)
         self._cancel = QPushButton("Cancel")
-        self._cancel.setToolTip("Stop after the point being measured; the points so far stay on the plots.")
+        self._cancel.setToolTip("Stop after the point being measured; the points so far stay on the plots and "
+                                "are reused when the same sweep runs again.")
         self._cancel.clicked.connect(self.cancel)
         self._bar = QProgressBar()
         self._bar.setRange(0, 1)
@@ -179,17 +181,17 @@ class RDView(QWidget):
         self._status.setWordWrap(True)
         self._status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self._export_csv = QPushButton("CSV…")
-        self._export_csv.setToolTip("Save the plotted curves (mean bpp, PSNR and MS-SSIM per codec and setting) "
-                                    "as a CSV table.")
-        self._export_csv.clicked.connect(self._ask_export_csv)
-        self._export_json = QPushButton("JSON…")
-        self._export_json.setToolTip("Save one results file per codec in CompressAI's JSON format into a folder, "
-                                     "ready for CompressAI's plotting scripts.")
-        self._export_json.clicked.connect(self._ask_export_json)
-        self._export_png = QPushButton("PNG…")
-        self._export_png.setToolTip("Save both rate-distortion plots as a PNG figure.")
-        self._export_png.clicked.connect(self._ask_export_png)
+        self._results_label = QLabel()
+        self._results_label.setWordWrap(True)
+        self._results_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._choose_results = QPushButton("Change…")
+        self._choose_results.setToolTip("Choose the folder each sweep's results folder is made in.")
+        self._choose_results.clicked.connect(self._ask_results_folder)
+        self._open_results = QPushButton("Open folder")
+        self._open_results.setToolTip("Show the last sweep's files: one CompressAI results JSON per codec, "
+                                      "per-image and per-setting CSV, the BD-rate table and the RD plot, as "
+                                      "`workbench bench` writes them.")
+        self._open_results.clicked.connect(self._show_results)
 
         codecs_box = QGroupBox("Codecs")
         QVBoxLayout(codecs_box).addWidget(self._codec_list)
@@ -202,12 +204,13 @@ class RDView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self._run)
         buttons.addWidget(self._cancel)
-        exports = QHBoxLayout()
-        exports.addWidget(self._export_csv)
-        exports.addWidget(self._export_json)
-        exports.addWidget(self._export_png)
-        export_box = QGroupBox("Export")
-        export_box.setLayout(exports)
+        results_box = QGroupBox("Results")
+        results = QVBoxLayout(results_box)
+        results.addWidget(self._results_label)
+        results_buttons = QHBoxLayout()
+        results_buttons.addWidget(self._choose_results)
+        results_buttons.addWidget(self._open_results)
+        results.addLayout(results_buttons)
 
         self._controls = QWidget()
         self._controls.setFixedWidth(290)
@@ -219,7 +222,7 @@ class RDView(QWidget):
         col.addLayout(buttons)
         col.addWidget(self._bar)
         col.addWidget(self._status)
-        col.addWidget(export_box)
+        col.addWidget(results_box)
         col.addStretch(1)
 
     def _build_plots(self) -> None:
@@ -341,6 +344,18 @@ class RDView(QWidget):
         """The last completed sweep, or None."""
         return self._result
 
+    def results_folder(self) -> Path:
+        """Where each sweep's folder is made."""
+        return self._results
+
+    def set_results_folder(self, folder: str | Path) -> None:
+        self._results = Path(folder)
+        self._refresh_buttons()
+
+    def sweep_folder(self) -> Path | None:
+        """The folder of the last sweep started: its stored points and, once it finished, its report."""
+        return self._folder
+
     def is_running(self) -> bool:
         return self.runner.is_running()
 
@@ -351,19 +366,22 @@ class RDView(QWidget):
         codecs = self.selected_codecs()
         if self.runner.is_running() or not images or not codecs:
             return
-        self._per_image = sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
+        per_image = sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
         self._total_images = len(images)
         self._live = BenchResult(codecs=list(codecs))
         self._result = None
+        self._complete = self._resumed = 0
         self._clear_plots()
         self._update_table()
-        self._bar.setRange(0, self._per_image * len(images))
+        self._bar.setRange(0, per_image * len(images))
         self._bar.setValue(0)
         self._bar.setFormat("%v / %m points")
         self._status.setText(f"Measuring {len(codecs)} codec{'s' * (len(codecs) > 1)} on "
                              f"{_count(len(images), 'image')}…")
         sweeps = {c: tuple(self._sweeps[c]) for c in codecs if c in self._sweeps}
-        self.runner.start(lambda: rd_sweep_job(images, codecs, sweeps))
+        self._folder = folder = self._results / run_folder(images, codecs, sweeps)
+        jobs, anchor = self._jobs or default_jobs(), self.anchor()
+        self.runner.start(lambda: sweep_job(images, codecs, sweeps, jobs=jobs, out_dir=folder, anchor=anchor))
         self._refresh_buttons()
 
     @Slot()
@@ -373,58 +391,38 @@ class RDView(QWidget):
             self._status.setText("Stopping after the point being measured…")
             self.runner.cancel()
 
-    def export_csv(self, path: str | Path) -> Path:
-        """Write the per-setting means (what the plots show) as CSV."""
-        result = self._require_result()
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["codec", "quality", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s",
-                         "images"])
-        for codec in result.codecs:
-            c = result.curve(codec)
-            for i in range(len(c.bpp)):
-                writer.writerow([codec, f"{c.quality[i]:g}", _num(c.bpp[i]), _num(c.psnr[i]), _num(c.ms_ssim[i]),
-                                 _num(c.ms_ssim_db[i]), _num(c.encode_s[i]), _num(c.decode_s[i]),
-                                 len(result.images)])
-        return write_bytes_atomic(path, buf.getvalue().encode())
-
-    def export_json(self, folder: str | Path) -> list[Path]:
-        """Write `<codec>.json` per codec in CompressAI's results schema (as `workbench bench` does)."""
-        result = self._require_result()
-        out = Path(folder)
-        return [write_bytes_atomic(out / json_name(codec),
-                                   json_bytes(result.compressai_json(codec)))
-                for codec in result.codecs]
-
-    def export_png(self, path: str | Path) -> Path:
-        """Write both RD plots as one PNG figure (drawn by the core, identical to the CLI report)."""
-        return write_bytes_atomic(path, rd_plot_png(self._require_result()))
-
     # -- running ---------------------------------------------------------------------------------
     @Slot(list)
     def _on_batch(self, events: list) -> None:
-        image_done = False
         for ev in events:
-            if isinstance(ev, RDProgress) and ev.point is not None:
+            if isinstance(ev, BenchProgress) and ev.point is not None:
                 self._live.points.append(ev.point)
+                self._resumed += ev.resumed
                 if ev.point.image not in self._live.images:
                     self._live.images.append(ev.point.image)
-                image_done = image_done or ev.step % self._per_image == 0
         last = events[-1]
         self._bar.setValue(last.step)
         self._status.setText(last.message)
         self._redraw()
-        if image_done:
-            self._update_table()                # cheap, but only meaningful once every codec saw the image
+        # Points arrive in the order they finish (several processes, stored ones first), so an image is
+        # complete when every codec has all its points, whatever came last.
+        complete = len(self._compared().images)
+        if complete != self._complete:
+            self._complete = complete
+            self._update_table()
 
     @Slot(object)
-    def _on_finished(self, result: BenchResult) -> None:
+    def _on_finished(self, outcome: tuple[BenchResult, list[Path]]) -> None:
+        result, written = outcome
         self._live = result
         self._result = result
         self._redraw()
         self._update_table()
         self._bar.setValue(self._bar.maximum())
-        self._status.setText(f"Done: {_count(len(result.points), 'point')} on {_count(len(result.images), 'image')}.")
+        reused = f" ({self._resumed} measured before)" if self._resumed else ""
+        self._status.setText(f"Done: {_count(len(result.points), 'point')}{reused} on "
+                             f"{_count(len(result.images), 'image')}; saved {len(written)} files in "
+                             f"{written[0].parent}.")
         self._refresh_buttons()
         self.sweep_finished.emit(result)
 
@@ -436,7 +434,7 @@ class RDView(QWidget):
     @Slot()
     def _on_cancelled(self) -> None:
         self._status.setText(f"Cancelled after {_count(len(self._live.points), 'point')}; the plots show them, "
-                             f"exports need a complete sweep.")
+                             f"and running the same sweep again goes on from them.")
         self._refresh_buttons()
 
     # -- drawing ---------------------------------------------------------------------------------
@@ -594,53 +592,18 @@ class RDView(QWidget):
         self._cancel.setEnabled(running)
         self._codec_list.setEnabled(not running)
         self._scope_box.setEnabled(not running)
-        has_result = self._result is not None and not running
-        for button in (self._export_csv, self._export_json, self._export_png):
-            button.setEnabled(has_result)
+        self._choose_results.setEnabled(not running)
+        self._results_label.setText(f"Each sweep gets a folder in {self._results}")
+        self._open_results.setEnabled(self._result is not None and not running)
 
-    def _require_result(self) -> BenchResult:
-        if self._result is None:
-            raise WorkbenchError("there is no finished sweep to export yet")
-        return self._result
+    def _ask_results_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the sweeps' results", str(self._results))
+        if folder:
+            self.set_results_folder(folder)
 
-    def _export_dir(self) -> str:
-        base = self._current or (self._images[0] if self._images else None)
-        return str(base.parent) if base is not None else ""
-
-    def _ask_export_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export RD curves as CSV",
-                                              str(Path(self._export_dir()) / "rd_curves.csv"), "CSV files (*.csv)")
-        if path:
-            self._export(lambda: [self.export_csv(path)])
-
-    def _ask_export_json(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder for the CompressAI JSON files", self._export_dir())
-        if not folder:
-            return
-        existing = [c for c in self._require_result().codecs if (Path(folder) / f"{c}.json").exists()]
-        if existing:
-            answer = QMessageBox.question(
-                self, "Replace files?",
-                f"{', '.join(f'{c}.json' for c in existing)} already exist{'s' * (len(existing) == 1)} in "
-                f"{folder}. Replace {'it' if len(existing) == 1 else 'them'}?")
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        self._export(lambda: self.export_json(folder))
-
-    def _ask_export_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export RD plot as PNG",
-                                              str(Path(self._export_dir()) / "rd_plot.png"), "PNG images (*.png)")
-        if path:
-            self._export(lambda: [self.export_png(path)])
-
-    def _export(self, write) -> None:
-        try:
-            written = write()
-        except WorkbenchError as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        names = ", ".join(p.name for p in written)
-        self._status.setText(f"Saved {names} in {written[0].parent}.")
+    def _show_results(self) -> None:
+        if self._folder is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._folder)))
 
     # -- palette ---------------------------------------------------------------------------------
     def _set_title(self, widget: pg.PlotWidget, text: str) -> None:
@@ -711,10 +674,6 @@ def _label(codec: str) -> str:
 
 def _pct(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:+.1f} %".replace("-", "−")
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else repr(float(value))
 
 
 def _count(n: int, noun: str) -> str:
