@@ -1,3 +1,50 @@
 import os
 
+import pytest
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+# --- fixtures of the window tests (Qt is imported inside them, so headless tests never load it) -----
+
+@pytest.fixture
+def errors(monkeypatch):
+    """The (title, text) of every warning box the window shows, instead of showing it."""
+    from PySide6.QtWidgets import QMessageBox
+    seen = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
+    return seen
+
+
+@pytest.fixture
+def net_view(qtbot, errors):
+    from workbench.ui.network_view import NetworkView
+    v = NetworkView()
+    qtbot.addWidget(v)
+    v.resize(1300, 800)
+    v.show()
+    yield v
+    v.shutdown()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch, errors):
+    """The main window with its own settings, config folder (remembered models) and data folder (RD
+    sweeps) under tmp_path; `window.errors` lists the warnings it showed."""
+    from PySide6.QtCore import QSettings
+    from workbench.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    w.errors = errors
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    yield w
+    w.compare.shutdown()
+    w.worker.shutdown()
+    if w.rd_view is not None:
+        w.rd_view.runner.shutdown()
+    if w.network is not None:
+        w.network.shutdown()

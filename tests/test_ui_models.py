@@ -4,39 +4,16 @@ network's checkpoint still goes to the Network tab, and a damaged one is refused
 
 from pathlib import Path
 
-import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from test_compressai_import import compressai_state
 from workbench.core.learned import catalog
 
 CHAPEL = Path(__file__).resolve().parent / "data" / "chapel_192x176.png"
 WAIT_MS = 60_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    from workbench.ui.main_window import MainWindow
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))   # where RD sweeps are saved
-    errors = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: errors.append(text))
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    w.errors = errors
-    qtbot.addWidget(w)
-    w.resize(1280, 800)
-    w.show()
-    yield w
-    w.compare.shutdown()
-    w.worker.shutdown()
-    if w.rd_view is not None:
-        w.rd_view.runner.shutdown()
-    if w.network is not None:
-        w.network.shutdown()
 
 
 def drop_at(window, paths, x):
@@ -120,6 +97,6 @@ def test_a_damaged_compressai_checkpoint_is_refused_in_one_line(qtbot, window, t
     codec_before = window.compare.right.panel.codec()
     drop_at(window, [bad], window.width() - 100)
     qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
-    assert len(window.errors) == 1 and "\n" not in window.errors[0]
-    assert "g_s.6.weight" in window.errors[0]
+    assert len(window.errors) == 1 and "\n" not in window.errors[0][1]
+    assert "g_s.6.weight" in window.errors[0][1]
     assert window.compare.right.panel.codec() == codec_before and catalog.remembered_models() == []

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButton
+from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton
 
 from workbench.core.network import demo
 from workbench.core.network.checkpoint import load_checkpoint, save_checkpoint
@@ -18,27 +18,14 @@ from workbench.core.network.quantizers import NET_QUANTIZERS
 from workbench.core.options import specs
 from workbench.ui.codec_panel import _FreeSpinBox
 from workbench.ui.main_window import MainWindow
-from workbench.ui.network_view import NetworkView
 
 WAIT_MS = 30_000
 SHARE = 5  # column "Share of rate"
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
-    return seen
-
-
-@pytest.fixture
-def view(qtbot, errors):
-    v = NetworkView()
-    qtbot.addWidget(v)
-    v.resize(1300, 800)
-    v.show()
-    yield v
-    v.shutdown()
+def view(net_view):
+    return net_view
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 
 from pathlib import Path
 
-import pytest
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMessageBox
 
 from workbench.core.codecs import codec_class, get_codec
 from workbench.core.options import build
@@ -14,21 +11,6 @@ from workbench.core.summary import is_lossless
 
 CHAPEL = Path(__file__).resolve().parent / "data" / "chapel_192x176.png"
 WAIT_MS = 30_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    from workbench.ui.main_window import MainWindow
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a: None)
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(w)
-    w.resize(1280, 800)
-    w.show()
-    yield w
-    w.compare.shutdown()
-    w.worker.shutdown()
 
 
 def wait_encoded(qtbot, window, *sides):

@@ -7,34 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
-from PySide6.QtWidgets import QMessageBox
 
 from workbench.core.network import demo
-from workbench.ui.network_view import NetworkView
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPEL = ROOT / "tests" / "data" / "chapel_192x176.png"
 WAIT_MS = 30_000
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
-    return seen
-
-
-@pytest.fixture
-def net_view(qtbot, errors):
-    v = NetworkView()
-    qtbot.addWidget(v)
-    v.resize(1300, 800)
-    v.show()
-    yield v
-    v.shutdown()
 
 
 def test_compress_is_enabled_as_soon_as_a_checkpoint_has_opened(qtbot, net_view, tmp_path):
@@ -60,24 +41,6 @@ def drop(widget, paths):
 
 
 # ----- the Compare tab
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, errors):
-    from workbench.ui.main_window import MainWindow
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))   # where RD sweeps are saved
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    w.errors = errors
-    qtbot.addWidget(w)
-    w.resize(1280, 800)
-    w.show()
-    yield w
-    w.compare.shutdown()
-    w.worker.shutdown()
-    if w.network is not None:
-        w.network.shutdown()
-
-
 def choose(panel, codec, **values):
     panel.combo.setCurrentIndex(panel.combo.findData(codec))
     for name, value in values.items():
@@ -135,11 +98,11 @@ def test_a_result_being_replaced_or_that_failed_is_marked_old(qtbot, window, mon
 def test_every_label_names_the_learned_model(qtbot, window):
     open_chapel(qtbot, window, left=("learned", {"quality": 2}), right=("learned-msssim", {"quality": 2}))
     compare = window.compare
-    assert compare.view.caption(0).startswith("Learned — dct-hyperprior-mse (PSNR) · quality 2 · ")
+    assert compare.view.caption(0).startswith("Learned — dct-context-mse (PSNR) · quality 2 · ")
     assert compare.view.caption(1).startswith("Learned — dct-hyperprior-msssim (MS-SSIM) · quality 2 · ")
     text = compare.summary_text()
     assert "(Learned — dct-hyperprior-msssim (MS-SSIM), quality 2)" in text
-    assert "(Learned — dct-hyperprior-mse (PSNR), quality 2)" in text
+    assert "(Learned — dct-context-mse (PSNR), quality 2)" in text
 
 
 def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tmp_path, monkeypatch):
@@ -155,7 +118,7 @@ def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tm
     combo = editor.combo
     items = [combo.itemText(i) for i in range(combo.count())]
     assert items[-1] == OPEN_MODEL and "dct-hyperprior-msssim (MS-SSIM)" in items
-    assert combo.currentText() == "dct-hyperprior-mse (PSNR)"
+    assert combo.currentText() == "dct-context-mse (PSNR)"
     # a model file of our own kind, opened from anywhere: remembered by path, not copied
     mine = tmp_path / "models" / "mine.safetensors"
     mine.parent.mkdir()
@@ -316,7 +279,7 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
     rows = [{"codec": "webp", "psnr": -23.0}, {"codec": "learned", "psnr": -41.0},
             {"codec": "jpeg2000", "psnr": math.nan}]
     assert _summary_sentence(rows, "jpeg") == (
-        "At the same PSNR, Learned — dct-hyperprior-mse (PSNR) files are on average 41 % smaller than JPEG files, "
+        "At the same PSNR, Learned — dct-context-mse (PSNR) files are on average 41 % smaller than JPEG files, "
         "WebP files 23 % smaller. No comparison yet for JPEG 2000 (too few points overlapping in quality).")
 
 
