@@ -21,8 +21,8 @@ CODEC_ID = "learned"
 class LearnedOptions:
     quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
                             "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
-    model: str = option(DEFAULT_MODEL, "shipped model name (dct-hyperprior-mse for PSNR, dct-hyperprior-msssim "
-                        "for MS-SSIM), a .safetensors path, a CompressAI checkpoint (.pth.tar, .pth, .pt: one rate "
+    model: str = option(DEFAULT_MODEL, "shipped model name (dct-context-mse or dct-hyperprior-mse for PSNR, "
+                        "dct-hyperprior-msssim for MS-SSIM), a .safetensors path, a CompressAI checkpoint (.pth.tar, .pth, .pt: one rate "
                         "point, quality does not apply) or a folder of CompressAI zoo checkpoints (quality picks "
                         "the file)")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
@@ -56,7 +56,7 @@ class LearnedCodec(ImageCodec):
     """
 
     name = "learned"
-    label = "Learned (DCT hyperprior), tuned for PSNR"
+    label = "Learned (DCT hyperprior with context), tuned for PSNR"
     extension = ".wbi"
     Options = LearnedOptions
     sweep = (1, 2, 3, 4, 5, 6, 7, 8)
