@@ -94,3 +94,11 @@ def test_tools_the_kind_does_not_offer_are_refused(context_model, tmp_path):
     rgb = load_image(DATA / "chapel_192x176.png").rgb[:64, :64]
     r = compress_image(rgb, "learned", model=str(context_model), quality=1, optimize=2)
     assert r.reconstruction.shape == rgb.shape
+
+
+def test_training_can_start_from_a_shipped_model_file():
+    from workbench.core.learned.train import _initial_weights
+    init = _initial_weights("dct-hyperprior-mse", "cpu")
+    model = build_model("dct-context")
+    loaded = model.load_init(init, None)
+    assert len(loaded) == len(init["model"]) and all(k in model.state_dict() for k in loaded)

@@ -55,7 +55,8 @@ class TrainOptions:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda")
     validate_every: int = option(500, "steps between validations", minimum=1)
     checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
-    init: str = option("", "start from this checkpoint's weights (e.g. an MSE model for MS-SSIM finetuning)")
+    init: str = option("", "start from these weights: a training checkpoint (last.pt) or a model file (a shipped "
+                       "name or .safetensors), e.g. the shipped DCT model to start dct-context from")
     vq_dim: int = option(1, "dct-shvq: vector dimension (1 scalar, 4 = 2×2 blocks of one channel)", choices=(1, 4))
     vq_centers: int = option(64, "dct-shvq: centers per (level, channel) codebook", minimum=2, maximum=4096)
     vq_options: str = option("", "dct-shvq: more quantizer options as key=value,... (shvq.SHVQOptions)")
@@ -123,7 +124,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
     elif opts.init:
-        init = torch.load(opts.init, map_location=device, weights_only=True)
+        init = _initial_weights(opts.init, device)
         model.load_init(init, lambdas.tolist())     # takes what fits, e.g. from another architecture
     net = model
     if world > 1:
@@ -237,3 +238,15 @@ def _check_same_recipe(state: dict, opts: TrainOptions) -> None:
         if key in saved and saved[key] != getattr(opts, key):
             raise OptionError(f"the checkpoint in this folder was trained with {key}={saved[key]!r}, not "
                               f"{getattr(opts, key)!r}; use another --out folder to start a new run")
+
+
+def _initial_weights(init: str, device) -> dict:
+    """{"model": state dict} of a training checkpoint, or of a model file's float16 weights."""
+    if init.endswith(".pt"):
+        return torch.load(init, map_location=device, weights_only=True)
+    from safetensors.torch import load_file
+
+    from workbench.core.learned.weights import model_path
+    tensors = load_file(model_path(init))
+    return {"model": {k[len("weights."):]: v.to(device, torch.float32) for k, v in tensors.items()
+                      if k.startswith("weights.")}}
