@@ -231,14 +231,20 @@ def _nice_step(raw: float) -> float:
     return 10 ** (exp + 1)
 
 
+def _compact_combo() -> QComboBox:
+    """A combo box whose long plain labels do not widen the side column."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
+
+
 class _ChoiceEditor(_Editor):
     def __init__(self, spec: OptionSpec):
         super().__init__(spec)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(8)     # long plain labels must not widen the side column
+        self.combo = _compact_combo()
         for c, text in zip(spec.choices, spec.choice_labels or map(str, spec.choices)):
             self.combo.addItem(text, c)
         self.combo.setToolTip(spec.help)
@@ -310,9 +316,7 @@ class ModelEditor(_Editor):
         super().__init__(spec)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(8)
+        self.combo = _compact_combo()
         self.combo.setToolTip("Which trained model codes the image: the shipped ones, models opened before, or "
                               "Open… for a .safetensors file or a CompressAI checkpoint (.pth.tar, .pth, .pt).")
         for label, value in model_choices():
