@@ -22,9 +22,9 @@ class LearnedOptions:
     quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
                             "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
     model: str = option(DEFAULT_MODEL, "shipped model name (dct-context-mse or dct-hyperprior-mse for PSNR, "
-                        "dct-hyperprior-msssim for MS-SSIM), a .safetensors path, a CompressAI checkpoint (.pth.tar, .pth, .pt: one rate "
-                        "point, quality does not apply) or a folder of CompressAI zoo checkpoints (quality picks "
-                        "the file)")
+                        "dct-context-msssim or dct-hyperprior-msssim for MS-SSIM), a .safetensors path, a "
+                        "CompressAI checkpoint (.pth.tar, .pth, .pt: one rate point, quality does not apply) or a "
+                        "folder of CompressAI zoo checkpoints (quality picks the file)")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
                          minimum=0.25, maximum=8.0, step=0.05, label="Step Δ")
     quantizer: str = option("round", "how latents become integers: rounding; rounding with rate-distortion "
@@ -119,7 +119,8 @@ def _refuse_wasteful_padding(rgb: np.ndarray, stride: int) -> None:
 
 @dataclass(frozen=True)
 class LearnedMSSSIMOptions(LearnedOptions):
-    model: str = option("dct-hyperprior-msssim", "shipped model name or a .safetensors path")
+    model: str = option("dct-context-msssim", "shipped model name (dct-context-msssim or dct-hyperprior-msssim) "
+                        "or a model file")
 
 
 @register_codec
@@ -133,7 +134,7 @@ class LearnedMSSSIMCodec(LearnedCodec):
     """
 
     name = "learned-msssim"
-    label = "Learned (DCT hyperprior), tuned for MS-SSIM"
+    label = "Learned (DCT hyperprior with context), tuned for MS-SSIM"
     Options = LearnedMSSSIMOptions
 
     @classmethod
