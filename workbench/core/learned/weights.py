@@ -30,7 +30,7 @@ from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.files import read_limited
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import MODEL_DIR, remembered_models, shipped_models, zoo_name
+from workbench.core.learned.catalog import MODEL_DIR, is_checkpoint_name, remembered_models, shipped_models, zoo_name
 from workbench.core.learned.kinds import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, Encoded, ModelKind
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 
@@ -98,18 +98,13 @@ def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> 
     return write_bytes_atomic(output, st_save(tensors, metadata=meta))
 
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar")    # CompressAI checkpoints: .pth.tar, .pth, .pt
 MAX_CHECKPOINT_BYTES = 1024 * 1024 * 1024
-
-
-def is_checkpoint(name: str) -> bool:
-    return Path(name).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 def model_path(name: str) -> Path:
     """A shipped model by name, or a path to a .safetensors model file or a CompressAI checkpoint."""
     p = Path(name)
-    if p.suffix == ".safetensors" or is_checkpoint(name):
+    if p.suffix == ".safetensors" or is_checkpoint_name(name):
         if not p.is_file():
             raise OptionError(f"model file {p} not found")
         return p
@@ -233,7 +228,7 @@ _BY_HASH: dict[bytes, CodecModel] = {}
 
 def load_codec_model(name: str) -> CodecModel:
     path = model_path(name)
-    load = _load_checkpoint if is_checkpoint(name) else _load_cached
+    load = _load_checkpoint if is_checkpoint_name(name) else _load_cached
     cm = load(str(path.resolve()), os.stat(path).st_mtime_ns)
     _BY_HASH[cm.sha256] = cm
     return cm
