@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QMimeData, QPoint, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton
 
 from workbench.core.network import demo
@@ -18,6 +18,7 @@ from workbench.core.network.quantizers import NET_QUANTIZERS
 from workbench.core.options import specs
 from workbench.ui.codec_panel import _FreeSpinBox
 from workbench.ui.main_window import MainWindow
+from qt_drops import drop
 
 WAIT_MS = 30_000
 SHARE = 5  # column "Share of rate"
@@ -46,16 +47,6 @@ def compress_and_wait(qtbot, view, quantizer="uniform", **values):
     with qtbot.waitSignal(view.compressed, timeout=WAIT_MS):
         assert view.compress()
     return view.result
-
-
-def drop(widget, paths):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    rest = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPoint(200, 200), *rest)
-    QApplication.sendEvent(widget, enter)
-    assert enter.isAccepted()
-    QApplication.sendEvent(widget, QDropEvent(QPointF(200, 200), *rest))
 
 
 def cell(view, row, column):

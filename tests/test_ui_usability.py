@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
 
 from workbench.core.network import demo
+from qt_drops import drop
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPEL = ROOT / "tests" / "data" / "chapel_192x176.png"
@@ -28,16 +27,6 @@ def test_compress_is_enabled_as_soon_as_a_checkpoint_has_opened(qtbot, net_view,
     with qtbot.waitSignal(net_view.compressed, timeout=WAIT_MS):
         net_view.compress_button.click()
     assert net_view.result is not None
-
-
-def drop(widget, paths):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    rest = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPoint(200, 200), *rest)
-    QApplication.sendEvent(widget, enter)
-    assert enter.isAccepted()
-    QApplication.sendEvent(widget, QDropEvent(QPointF(200, 200), *rest))
 
 
 # ----- the Compare tab

@@ -30,7 +30,8 @@ from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
 from workbench.core.files import read_limited
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import MODEL_DIR, is_checkpoint_name, remembered_models, shipped_models, zoo_name
+from workbench.core.learned.catalog import is_checkpoint_name, remembered_models, shipped_models, zoo_name
+from workbench.core.learned.catalog import model_path as catalog_model_path
 from workbench.core.learned.kinds import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, Encoded, ModelKind
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE
 
@@ -103,16 +104,13 @@ MAX_CHECKPOINT_BYTES = 1024 * 1024 * 1024
 
 def model_path(name: str) -> Path:
     """A shipped model by name, or a path to a .safetensors model file or a CompressAI checkpoint."""
-    p = Path(name)
-    if p.suffix == ".safetensors" or is_checkpoint_name(name):
+    p = catalog_model_path(name)
+    if name in shipped_models() or p.suffix == ".safetensors" or is_checkpoint_name(name):
         if not p.is_file():
             raise OptionError(f"model file {p} not found")
         return p
-    candidate = MODEL_DIR / f"{name}.safetensors"
-    if not candidate.is_file():
-        known = ", ".join(shipped_models()) or "none installed"
-        raise OptionError(f"unknown learned model {name!r} (shipped: {known})")
-    return candidate
+    known = ", ".join(shipped_models()) or "none installed"
+    raise OptionError(f"unknown learned model {name!r} (shipped: {known})")
 
 
 @lru_cache(maxsize=8)
