@@ -80,10 +80,12 @@ class NetResult:
         }
 
     def format_summary(self) -> str:
-        lines = [f"{'tensor':<28} {'shape':<16} {'mode':<8} {'coder':<11} {'bytes':>8} {'bits/w':>7} {'SNR dB':>7}"]
+        # Names are never cut: a transformer's query/key/value tensors differ only in their last part.
+        width = max([len("tensor")] + [len(r.name) for r in self.rows])
+        lines = [f"{'tensor':<{width}} {'shape':<16} {'mode':<8} {'coder':<11} {'bytes':>8} {'bits/w':>7} {'SNR dB':>7}"]
         for r in self.rows:
             snr = "inf" if math.isinf(r.snr_db) else f"{r.snr_db:.1f}"
-            lines.append(f"{r.name[:28]:<28} {str(list(r.shape)):<16} {r.mode:<8} {r.coder:<11} {r.bytes:>8} "
+            lines.append(f"{r.name:<{width}} {str(list(r.shape)):<16} {r.mode:<8} {r.coder:<11} {r.bytes:>8} "
                          f"{r.bits_per_weight:>7.3f} {snr:>7}")
         ratio = 32 / self.bits_per_weight if self.data else float("nan")
         versus = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger"
