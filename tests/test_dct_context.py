@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.core import container
 from workbench.core.compress import compress_image
-from workbench.core.errors import OptionError
 from workbench.core.images import load_image
 from workbench.core.jobs import run
 from workbench.core.learned.kinds import build_model
@@ -87,13 +87,40 @@ def test_context_changes_the_entropy_parameters(context_model):
     assert not torch.equal(mu, means[:, band_channels()[1]]) and not torch.equal(sigma, scales[:, band_channels()[1]])
 
 
-def test_tools_the_kind_does_not_offer_are_refused(context_model, tmp_path):
-    from workbench.core.learned.finetune import FinetuneOptions, finetune_job
-    with pytest.raises(OptionError, match="finetuning is not available"):
-        run(finetune_job(FinetuneOptions(model=str(context_model), steps=1), [DATA], tmp_path / "ft"))
+def test_latent_optimization_runs_through_the_groups(context_model):
     rgb = load_image(DATA / "chapel_192x176.png").rgb[:64, :64]
     r = compress_image(rgb, "learned", model=str(context_model), quality=1, optimize=2)
     assert r.reconstruction.shape == rgb.shape
+
+
+def test_finetuning_retrains_the_synthesis_on_trellis_coded_latents(context_model, tmp_path):
+    """The decoder (stage, inverse DCT/colour, post-filter) and tcq8's reconstruction offsets change; what
+    decides symbols does not, so the new model file writes the same rounded streams, and its tcq8 files
+    decode to exactly what its encoder reconstructed."""
+    from workbench.core.codecs import get_codec
+    from workbench.core.learned.finetune import FinetuneOptions, finetune_job
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(DATA / "chapel_192x176.png", images / "a.png")
+    shutil.copy(DATA.parents[1] / "resources" / "samples" / "endeavour.png", images / "b.png")
+    opts = FinetuneOptions(model=str(context_model), quantizer="tcq8", steps=3, batch=2, crop=64, crops_per_image=2,
+                           validate_every=3, checkpoint_every=3, lr=1e-3)
+    events = []
+    last = run(finetune_job(opts, [images], tmp_path / "ft"), events.append)
+    assert events[-1].metrics["val_psnr"] != events[-1].metrics["val_psnr_base"]
+    tuned = export_checkpoint(last, tmp_path / "ctx-tcq.safetensors")
+    base_cm, tuned_cm = load_codec_model(str(context_model)), load_codec_model(str(tuned))
+    assert np.abs(tuned_cm.offsets["tcq8"]).max() > 0
+    a, b = base_cm.model.state_dict(), tuned_cm.model.state_dict()
+    changed = {k.split(".")[0] for k in a if not torch.equal(a[k], b[k])}
+    assert {"stage_s", "post"} <= changed <= {"stage_s", "post", "g_s"}
+    rgb = load_image(DATA / "chapel_192x176.png").rgb[:72, :88]
+    codec = get_codec("learned")
+    fa = container.unpack(codec.encode(rgb, codec.options(quality=1.5, model=str(context_model))))
+    fb = container.unpack(codec.encode(rgb, codec.options(quality=1.5, model=str(tuned))))
+    assert fa.streams == fb.streams and fa.model_hash != fb.model_hash
+    r = compress_image(rgb, "learned", model=str(tuned), quality=1.5, quantizer="tcq8")
+    assert np.array_equal(codec.decode(r.data), r.reconstruction)
 
 
 def test_training_can_start_from_a_shipped_model_file():

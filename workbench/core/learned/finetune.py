@@ -4,11 +4,12 @@ A model is trained through a surrogate (noise, SUA, ...), so its decoder has nev
 coder actually sends: rounded latents, or the trellis search's choices, whose errors are larger and
 differently distributed (the search zeroes what is expensive). Borzechowski et al. (2025) freeze the
 encoder, quantize with the real quantizer and retrain the decoder on the result. Here the frozen part
-is everything the encoder runs (colour transform and DCT or analysis, gains, hyper-analysis, the
-z density and the hyper-synthesis, so the entropy parameters and therefore the bitstream are those of
-the original model); the trained part is the decoder: inverse gains, synthesis (incl. the learned
-inverse colour transform) and post-filter. The loss is λ·D per image at a random quality, the rate
-being fixed by the frozen encoder. With the decoder, the quantizer's reconstruction offsets are learned
+is everything that decides symbols (analysis, gains, hyper-analysis, the z density, the
+hyper-synthesis and any context model, so the entropy parameters and therefore the bitstream are
+those of the original model); the trained part is what the kind names as its decoder
+(`ModelKind.decoder_parameters`: e.g. inverse gains, synthesis and post-filter), and the kind says
+what its coder decides on a batch (`ModelKind.quantized_latents`). The loss is λ·D per image at a
+random quality, the rate being fixed by the frozen encoder. With the decoder, the quantizer's reconstruction offsets are learned
 (`latent_quantizers.offset_slots`: where in its cell each nonzero level is best reconstructed, per
 quantizer, scale level and magnitude), at a higher learning rate since they start from zero.
 
@@ -30,15 +31,12 @@ import torch
 from workbench.core.errors import OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
-from workbench.core.learned.kinds.hyperprior import step_scale
-from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE, apply_offsets, offset_slots
 from workbench.core.learned.kinds import interpolate_levels
+from workbench.core.learned.kinds.base import QuantizedLatents
+from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE, apply_offsets, offset_slots
 from workbench.core.learned.train import distortion, save_checkpoint
 from workbench.core.learned.weights import load_codec_model
 from workbench.core.options import option
-
-# What stays as trained: the encoder side and everything that decides the symbols.
-_FROZEN_PREFIXES = ("g_a.", "h_a.", "h_s.", "density_z.", "log_gain", "log_gain_z", "log_inv_gain_z")
 
 
 @dataclass(frozen=True)
@@ -56,10 +54,6 @@ class FinetuneOptions:
     seed: int = option(0, "random seed")
     validate_every: int = option(250, "steps between validations", minimum=1)
     checkpoint_every: int = option(250, "steps between checkpoints", minimum=1)
-
-
-def trainable(name: str) -> bool:
-    return not name.startswith(_FROZEN_PREFIXES)
 
 
 def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path) -> Job[Path]:
@@ -83,7 +77,7 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     model = copy.deepcopy(cm.model).train()
     params = []
     for name, p in model.named_parameters():
-        p.requires_grad_(trainable(name))
+        p.requires_grad_(model.is_decoder_parameter(name))
         if p.requires_grad:
             params.append(p)
     base_offsets = cm.offsets.get(opts.quantizer)       # a model finetuned before starts from its own
@@ -96,9 +90,11 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     optimizer = torch.optim.Adam(groups)
     lambdas = json.loads(cm.info.get("lambdas") or "[]")
     metric = cm.info.get("metric", "mse")
-    if len(lambdas) != model.levels:
-        raise OptionError(f"{opts.model} does not record its λ per level; it cannot be finetuned")
-    log_lambdas = torch.log(torch.tensor(lambdas, dtype=torch.float64))
+    if len(lambdas) != model.levels and not (model.levels == 1 and opts.quantizer == "round"):
+        # (with one rate point and rounding, λ scales the loss only: it is not needed)
+        raise OptionError(f"{opts.model} does not record its λ per level, which finetuning with {opts.quantizer} "
+                          "needs (a CompressAI checkpoint: name it like the zoo's files, e.g. mbt2018-mean-3-....pth.tar)")
+    log_lambdas = torch.log(torch.tensor(lambdas or [1.0], dtype=torch.float64))
     step = 0
     last = out_dir / "last.pt"
     recipe = {**asdict(opts), "finetune_of": cm.name, "base_sha256": cm.sha256.hex(), "metric": metric,
@@ -128,7 +124,7 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
         x = next(stream)
         quality = 1 + torch.rand(x.shape[0], generator=gen) * (model.levels - 1)
         lam = torch.exp(interpolate_levels(log_lambdas, quality)).float()
-        y_hat = decoded_latents(quantizer_decisions(cm, quantizer, x, quality), offsets)
+        y_hat = decoded_latents(cm.model.quantized_latents(cm, x, quality, quantizer), offsets)
         _, g_inv = model.gains(quality)
         x_hat = model.synthesise(y_hat * g_inv)
         d = distortion(x, x_hat, metric)
@@ -155,31 +151,11 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     return last
 
 
-@torch.no_grad()
-def quantizer_decisions(cm, quantizer, x: torch.Tensor, quality: torch.Tensor) -> tuple:
-    """What the coder decides for a batch at step 1: (μ, nominal x̂ in multiples of Δ, offset slots, Δ),
-    the first three shaped like y (un-gained: ŷ times the inverse gain is what is synthesised)."""
-    model = cm.model
-    g, _ = model.gains(quality)
-    y = (model.analyse(x) * g).double()
-    gz, _ = model.gains_z(quality)
-    z_hat = torch.round(model.h_a(y.float()) * gz).double()
-    means, xhat, slots = torch.empty_like(y), torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64)
-    for i in range(x.shape[0]):
-        q = quality[i:i + 1]
-        mu, scales = model.hyper_params(cm, z_hat[i:i + 1], q)
-        u, levels, weights = model.latent_chains(cm, y[i:i + 1], mu, scales, q, quantizer.name, 1.0)
-        nominal, quant = quantizer.decide(u, levels, weights, cm)
-        means[i] = mu[0]
-        xhat[i] = torch.from_numpy(nominal).view(y.shape[1:])
-        slots[i] = torch.from_numpy(offset_slots(nominal, quant, levels)).view(y.shape[1:])
-    return means.float(), xhat.float(), slots, step_scale(quantizer.name)
-
-
-def decoded_latents(decisions: tuple, offsets: torch.Tensor | None) -> torch.Tensor:
+def decoded_latents(q: QuantizedLatents, offsets: torch.Tensor | None) -> torch.Tensor:
     """ŷ = μ + Δ·(x̂ + offset): differentiable in the offsets, which is how finetuning learns them."""
-    means, xhat, slots, delta = decisions
-    return means + delta * (xhat if offsets is None else apply_offsets(xhat, slots, offsets))
+    if offsets is None:
+        return q.means + q.delta * q.nominal
+    return q.means + q.delta * apply_offsets(q.nominal, offset_slots(q.nominal, q.quant, q.levels), offsets)
 
 
 @torch.no_grad()
@@ -193,7 +169,7 @@ def validate(cm, quantizer, model, offsets: torch.Tensor, val: torch.Tensor) -> 
     psnr = [0.0, 0.0]
     for level in range(1, model.levels + 1):
         q = torch.full((val.shape[0],), float(level))
-        decisions = quantizer_decisions(cm, quantizer, val, q)
+        decisions = cm.model.quantized_latents(cm, val, q, quantizer)
         for i, (net, off) in enumerate(decoders):
             x_hat = net.synthesise(decoded_latents(decisions, off) * net.gains(q)[1]).clamp(0, 1)
             mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)

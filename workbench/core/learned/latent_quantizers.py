@@ -98,10 +98,21 @@ class LatentQuantizer:
     def write(self, writer: CategoricalWriter, u: np.ndarray, levels: np.ndarray, weights: np.ndarray,
               cm) -> tuple[np.ndarray, float]:
         """Code chains u (C, L) float64 whose scales sit on grid `levels` (C, L); returns the
-        reconstruction in multiples of Δ (C, L) and the ideal bits of what was written."""
-        raise NotImplementedError
+        reconstruction in multiples of Δ (C, L), offsets included, and the ideal bits of what was written."""
+        nominal, quant, bits = self.write_nominal(writer, u, levels, weights, cm)
+        return self.shifted(nominal, quant, levels, cm), bits
 
     def read(self, reader: CategoricalReader, levels: np.ndarray, cm) -> np.ndarray:
+        return self.shifted(*self.read_nominal(reader, levels, cm), levels, cm)
+
+    def write_nominal(self, writer: CategoricalWriter, u: np.ndarray, levels: np.ndarray, weights: np.ndarray,
+                      cm) -> tuple[np.ndarray, np.ndarray, float]:
+        """What `write` codes, before the reconstruction offsets: (nominal x̂ in multiples of Δ, quantizer of
+        each element, ideal bits). A context model sees the nominal values, so what it predicts does not
+        depend on offsets that `workbench finetune` learns after the encoder is frozen."""
+        raise NotImplementedError
+
+    def read_nominal(self, reader: CategoricalReader, levels: np.ndarray, cm) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def shifted(self, xhat: np.ndarray, quant: np.ndarray, levels: np.ndarray, cm) -> np.ndarray:
@@ -150,7 +161,7 @@ class Rounding(LatentQuantizer):
     def decide(self, u, levels, weights, cm):
         return np.round(u), np.zeros(u.shape, dtype=np.int64)
 
-    def write(self, writer, u, levels, weights, cm):
+    def write_nominal(self, writer, u, levels, weights, cm):
         k = np.round(u).astype(np.int64)
         flat_k, flat_l = k.reshape(-1), levels.reshape(-1)
         bits = 0.0
@@ -158,19 +169,16 @@ class Rounding(LatentQuantizer):
             sel = flat_k[flat_l == level]
             write_group(writer, sel, table)
             bits += _ideal_bits(sel, table)
-        return self.decoded(k, levels, cm), bits
+        return k.astype(np.float64), np.zeros(k.shape, dtype=np.int64), bits
 
-    def read(self, reader, levels, cm):
+    def read_nominal(self, reader, levels, cm):
         flat_l = levels.reshape(-1)
         k = np.zeros(flat_l.size, dtype=np.int64)
         for level, table in enumerate(cm.gaussian):
             where = np.nonzero(flat_l == level)[0]
             if where.size:
                 k[where] = read_group(reader, where.size, table)
-        return self.decoded(k.reshape(levels.shape), levels, cm)
-
-    def decoded(self, k, levels, cm):
-        return self.shifted(k.astype(np.float64), np.zeros(k.shape, dtype=np.int64), levels, cm)
+        return k.reshape(levels.shape).astype(np.float64), np.zeros(levels.shape, dtype=np.int64)
 
 
 class _Trellis(LatentQuantizer):
@@ -198,7 +206,7 @@ class _Trellis(LatentQuantizer):
         k, quant = self.search(u, levels, weights, cm)
         return trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant
 
-    def write(self, writer, u, levels, weights, cm):
+    def write_nominal(self, writer, u, levels, weights, cm):
         tables = self.tables(cm)
         k, quant = self.search(u, levels, weights, cm)
         by_column = k.T.reshape(-1)
@@ -206,9 +214,9 @@ class _Trellis(LatentQuantizer):
             write_group(writer, by_column[where], tables[q][level])
         bits = float(_bit_costs(tables, torch.device("cpu"))(torch.from_numpy(k), torch.from_numpy(quant),
                                                              torch.from_numpy(levels)).sum(dtype=torch.float64))
-        return self.decoded(k, quant, levels, cm), bits
+        return trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant, bits
 
-    def read(self, reader, levels, cm):
+    def read_nominal(self, reader, levels, cm):
         tables = self.tables(cm)
         sm = self.machine
         nxt = np.asarray(sm.next_state, dtype=np.int64)
@@ -221,10 +229,7 @@ class _Trellis(LatentQuantizer):
             for q, level, rows in _groups(quant[:, j], levels[:, j]):
                 k[rows, j] = read_group(reader, rows.size, tables[q][level])
             state = nxt[state, k[:, j] & 1]
-        return self.decoded(k, quant, levels, cm)
-
-    def decoded(self, k, quant, levels, cm):
-        return self.shifted(trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant, levels, cm)
+        return trellis.reconstruct(k, quant, self.machine).astype(np.float64), quant
 
 
 @LATENT_QUANTIZERS.register

@@ -13,7 +13,9 @@ A kind is one registered class (`MODELS`) that owns, as CompressAI's models do:
 * its coding tables (`coding_tables`, computed once at export and stored as integers);
 * how its latents become streams and come back (`compress` returns an `Encoded`, `decompress` pixels),
   inside the workbench container under codec id "learned";
-* which encoder tools apply to it (`latent_quantizers`, `supports_optimize`, `supports_finetune`).
+* which encoder tools apply to it (`latent_quantizers`, `supports_optimize`, `supports_finetune`), and
+  for decoder finetuning what the coder decides on a batch (`quantized_latents`) and which parameters
+  are the decoder (`decoder_parameters`).
 The codec adapter, training, finetuning and latent optimization call these and never ask which kind
 a model is. The helpers at the end are shared by the kinds' coders.
 """
@@ -61,6 +63,18 @@ def interpolate_levels(values: torch.Tensor, quality: torch.Tensor) -> torch.Ten
 
 
 @dataclass
+class QuantizedLatents:
+    """What the coder decides for a batch, shaped like y: the means μ it codes around (gained units), the
+    nominal x̂ in multiples of Δ, the quantizer (0/1) and scale-grid level of each latent (which pick its
+    reconstruction offset), and Δ. ŷ = μ + Δ·(x̂ + offset) times the inverse gains is what is synthesised."""
+    means: torch.Tensor
+    nominal: torch.Tensor
+    quant: torch.Tensor
+    levels: torch.Tensor
+    delta: float
+
+
+@dataclass
 class ForwardResult:
     x_hat: torch.Tensor
     bits_y: torch.Tensor      # per image
@@ -86,6 +100,9 @@ class ModelKind(nn.Module):
     stored_tables: ClassVar[tuple[str, ...]] = ("tables.hyper",)    # what a model file must hold
     levels: int = 1
     trainable: ClassVar[bool] = True        # `workbench train` can train it from scratch
+    # What `workbench finetune` retrains (parameter names or module prefixes); nothing that decides symbols.
+    decoder_parameters: ClassVar[tuple[str, ...]] = ()
+    stored_dtype: ClassVar[torch.dtype] = torch.float16     # how a model file stores the weights
 
     def rate_point(self, quality: float) -> float:
         """The quality an encode uses and records for the option's value: a one-rate model has only 1."""
@@ -145,6 +162,16 @@ class ModelKind(nn.Module):
 
     def decompress(self, cm: CodecModel, c: container.Container) -> np.ndarray:
         """Pixels of a container that names this model (`coding.file_model` checked the hash)."""
+        raise NotImplementedError
+
+    # --- decoder finetuning (`finetune.py`) -------------------------------------------------------
+    def is_decoder_parameter(self, name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in self.decoder_parameters)
+
+    def quantized_latents(self, cm: CodecModel, x: torch.Tensor, quality: torch.Tensor,
+                          quantizer) -> QuantizedLatents:
+        """What `compress` with this latent quantizer (step 1) decides for a batch of padded images,
+        computed by the frozen model `cm` exactly as the coder does, without writing a stream."""
         raise NotImplementedError
 
     def check_tools(self, options) -> None:

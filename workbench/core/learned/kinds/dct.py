@@ -34,6 +34,7 @@ class DCTHyperprior(MeanScaleHyperprior):
     label = "DCT mean-scale hyperprior with post-filter"
     y_stride = 8
     z_stride = 32
+    decoder_parameters = ("g_s", "post", "log_inv_gain")
 
     def __init__(self, n: int = 64, m: int = 192, levels: int = 8, scale_bound: float = 0.11):
         if m != 192:

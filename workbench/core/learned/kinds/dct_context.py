@@ -15,9 +15,12 @@ it was started from (so training continues from a working codec instead of from 
 Bitstream: that of `MeanScaleHyperprior`, except that stream 1 holds the groups one after another,
 each written by the latent quantizer as a whole stream of its own would be. The context networks run
 in float64 on the CPU on encoder and decoder alike (`CodecModel.exact`), as the hyper-synthesis does,
-because their scales choose the tables. Per-image optimization runs through the groups as training
-does; finetuning (whose decisions would move with the decoder's reconstruction offsets, which the
-context sees) is not offered for this kind.
+because their scales choose the tables. The context sees the nominal reconstruction μ + Δ·x̂ (what the
+symbols say), never the reconstruction offsets a finetuned decoder adds, and the inverse gains stay
+frozen in finetuning: so what the context predicts, and therefore every decision and table, is fixed
+by the encoder side, and `workbench finetune` can retrain the synthesis (stage, inverse DCT and colour
+transform, post-filter) and the offsets on the real quantizer's output as for the DCT model.
+Per-image optimization runs through the groups as training does.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ class DCTContextHyperprior(DCTHyperprior):
 
     name = "dct-context"
     label = "DCT hyperprior with 1/8-resolution stages and frequency-group context"
-    supports_finetune = False
+    supports_finetune = True
+    # The inverse gains are not retrained: the context sees ŷ times them (module docstring).
+    decoder_parameters = ("g_s", "post", "stage_s")
     symbol_modules = ("h_s", "context")
 
     def __init__(self, n: int = 64, m: int = 192, levels: int = 8, scale_bound: float = 0.11, width: int = 128):
@@ -148,27 +153,54 @@ class DCTContextHyperprior(DCTHyperprior):
                                           scales[:, idx], g[:, idx], cm.exact.context)
         return mu, torch.clamp_min(sigma, self.gaussian.scale_bound)
 
-    def write_latents(self, cm, writer, y, means, scales, quality, quantizer, step):
+    def _by_group(self, cm, means, scales, quality, quantizer, step, code) -> None:
+        """Runs `code(channels, μ, σ)` for each group in coding order; it returns the group's nominal x̂ (in
+        multiples of Δ), which is what the context of the following groups sees."""
         delta = step * step_scale(quantizer.name)
         g, g_inv = (t.to(torch.float64) for t in self.gains(quality))
-        y_hat, decoded, bits = torch.empty_like(y), [], 0.0
+        decoded = []
         for i, idx in enumerate(self.groups):
             mu, sigma = self._exact_group(cm, i, decoded, means, scales, g)
+            decoded.append((mu + delta * code(idx, mu, sigma)) * g_inv[:, idx])
+
+    def write_latents(self, cm, writer, y, means, scales, quality, quantizer, step):
+        delta = step * step_scale(quantizer.name)
+        y_hat, bits = torch.empty_like(y), [0.0]
+
+        def code(idx, mu, sigma):
             u, levels, weights = self.latent_chains(cm, y[:, idx], mu, sigma, quality, quantizer.name, step, idx)
-            recon, b = quantizer.write(writer, u, levels, weights, cm)
-            bits += b
-            y_hat[:, idx] = mu + delta * torch.from_numpy(recon).view(mu.shape)
-            decoded.append(y_hat[:, idx] * g_inv[:, idx])
-        return y_hat, bits
+            nominal, quant, b = quantizer.write_nominal(writer, u, levels, weights, cm)
+            bits[0] += b
+            y_hat[:, idx] = mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape)
+            return torch.from_numpy(nominal).view(mu.shape)
+
+        self._by_group(cm, means, scales, quality, quantizer, step, code)
+        return y_hat, bits[0]
 
     def read_latents(self, cm, reader, means, scales, quality, quantizer, step):
         delta = step * step_scale(quantizer.name)
-        g, g_inv = (t.to(torch.float64) for t in self.gains(quality))
-        y_hat, decoded = torch.empty_like(means), []
-        for i, idx in enumerate(self.groups):
-            mu, sigma = self._exact_group(cm, i, decoded, means, scales, g)
+        y_hat = torch.empty_like(means)
+
+        def code(idx, mu, sigma):
             _, c, hy, wy = mu.shape
             levels = densities.scale_indices(sigma / delta)[0].reshape(c * hy, wy).numpy()
-            y_hat[:, idx] = mu + delta * torch.from_numpy(quantizer.read(reader, levels, cm)).view(mu.shape)
-            decoded.append(y_hat[:, idx] * g_inv[:, idx])
+            nominal, quant = quantizer.read_nominal(reader, levels, cm)
+            y_hat[:, idx] = mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape)
+            return torch.from_numpy(nominal).view(mu.shape)
+
+        self._by_group(cm, means, scales, quality, quantizer, step, code)
         return y_hat
+
+    def decide_latents(self, cm, y, means, scales, quality, quantizer, step):
+        out = [torch.empty_like(y), torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64),
+               torch.empty(y.shape, dtype=torch.int64)]
+
+        def code(idx, mu, sigma):
+            u, levels, weights = self.latent_chains(cm, y[:, idx], mu, sigma, quality, quantizer.name, step, idx)
+            nominal, quant = quantizer.decide(u, levels, weights, cm)
+            for t, v in zip(out, (mu, nominal, quant, levels)):
+                t[:, idx] = torch.as_tensor(v).view(mu.shape).to(t.dtype)
+            return out[1][:, idx]
+
+        self._by_group(cm, means, scales, quality, quantizer, step, code)
+        return tuple(out)

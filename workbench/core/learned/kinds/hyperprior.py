@@ -29,8 +29,8 @@ from workbench.core.images import check_rgb
 from workbench.core.learned import densities, layers
 from workbench.core.learned.densities import FactorizedDensity, GaussianScales
 from workbench.core.learned.device import pick_device
-from workbench.core.learned.kinds.base import (MODELS, Encoded, ForwardResult, TransformCodingModel, code_per_channel,
-                                               file_parameters, pack_image, padded, read_per_channel,
+from workbench.core.learned.kinds.base import (MODELS, Encoded, ForwardResult, QuantizedLatents, TransformCodingModel,
+                                               code_per_channel, file_parameters, pack_image, padded, read_per_channel,
                                                synthesise_pixels, threads, to_tensor)
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS
 from workbench.core.learned.optimize import model_lambda, refine_latents
@@ -158,6 +158,33 @@ class HyperpriorCoding:
                                                                   step), cm)
         return means + delta * torch.from_numpy(recon).view(means.shape), bits
 
+    def decide_latents(self, cm, y, means, scales, quality, quantizer, step: float
+                       ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        """What `write_latents` would code for one image, without coding: (μ, nominal x̂ in multiples of Δ,
+        quantizer, scale level), each shaped like y. The context kind overrides this."""
+        u, levels, weights = self.latent_chains(cm, y, means, scales, quality, quantizer.name, step)
+        nominal, quant = quantizer.decide(u, levels, weights, cm)
+        return means, nominal.reshape(y.shape), quant.reshape(y.shape), levels.reshape(y.shape)
+
+    @torch.no_grad()
+    def quantized_latents(self, cm, x, quality, quantizer) -> QuantizedLatents:
+        g, _ = self.gains(quality)
+        y = (self.analyse(x) * g).double()
+        gz, _ = self.gains_z(quality)
+        z = (self.hyper_analyse(y.float()) * gz).double()
+        offsets = self.z_offsets()
+        offsets = 0.0 if offsets is None else offsets.to(torch.float64).view(1, -1, 1, 1)
+        lo, hi = (torch.tensor([getattr(t, end) for t in cm.hyper_tables], dtype=torch.float64).view(1, -1, 1, 1)
+                  for end in ("lo", "hi"))
+        z_hat = torch.maximum(torch.minimum(torch.round(z - offsets), hi), lo) + offsets    # as `compress` codes it
+        out = [torch.empty(y.shape, dtype=dt) for dt in (torch.float32, torch.float32, torch.int64, torch.int64)]
+        for i in range(x.shape[0]):
+            q = quality[i:i + 1]
+            means, scales = self.hyper_params(cm, z_hat[i:i + 1], q)
+            for t, v in zip(out, self.decide_latents(cm, y[i:i + 1], means, scales, q, quantizer, 1.0)):
+                t[i] = torch.as_tensor(v)[0]
+        return QuantizedLatents(*out, delta=step_scale(quantizer.name))
+
     def read_latents(self, cm, reader: CategoricalReader, means, scales, quality, quantizer, step: float
                      ) -> torch.Tensor:
         delta = step * step_scale(quantizer.name)
@@ -217,6 +244,7 @@ class MeanScaleHyperprior(HyperpriorCoding, TransformCodingModel):
     label = "Mean-scale hyperprior (Minnen 2018)"
     supports_optimize = True
     supports_finetune = True
+    decoder_parameters = ("g_s", "log_inv_gain")
 
     def __init__(self, n: int = 64, m: int = 128, levels: int = 8, scale_bound: float = 0.11):
         super().__init__(n, m, levels, scale_bound)
