@@ -123,7 +123,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    "(default: 8 levels for the metric)")
     c.add_argument("--data", action="append", default=[], help="folder of training images (repeatable; default "
                    "../shared/datasets/train and wikipedia49 when present)")
-    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes)")
+    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes; "
+                   "a file named 'pause' in it stops the run after a checkpoint)")
     c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's options")
     c.set_defaults(func=cmd_train, subparser=c)
 
@@ -484,9 +485,11 @@ def cmd_train(args, rest) -> int:
     folders = _training_folders(args, "train")
     bar = TextProgressBar()
     last_val: dict = {}
+    reached = [0]
 
     def show(event) -> None:
         bar(event)
+        reached[0] = event.step
         if "val_bpp_hard" in event.metrics:
             last_val.update(event.metrics)
 
@@ -494,6 +497,10 @@ def cmd_train(args, rest) -> int:
         final = run(train_job(opts, folders, Path(args.out), sur_opts), on_progress=show)
     finally:
         bar.close()
+    if 0 < reached[0] < opts.steps:
+        print(f"paused at step {reached[0]} of {opts.steps} (checkpoint {final}); run the same command again "
+              "to continue")
+        return 0
     if last_val:
         ms = f", MS-SSIM {last_val['ms_ssim']:.4f}" if "ms_ssim" in last_val else ""
         print(f"validation (hard rounding, mean over levels): {last_val['val_bpp_hard']:.4f} bpp, "

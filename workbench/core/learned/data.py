@@ -60,6 +60,10 @@ def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min
                 y0 = int(rng.integers(0, sh - crop + 1))
                 arr = np.asarray(small.crop((x0, y0, x0 + crop, y0 + crop)), dtype=np.uint8)
                 (val if is_validation(path) else train).append(arr.transpose(2, 0, 1).copy())
+    if not train and val:
+        # Every file hashed to validation (the one bundled sample photograph): train on its crops too; the
+        # held-out crops are then other crops of the same photographs, not other photographs.
+        train = list(val)
     if not train:
         raise OptionError(f"no training crops of {crop} px could be cut (images too small?)")
     to_t = lambda a: torch.from_numpy(np.stack(a)) if a else torch.zeros(0, 3, crop, crop, dtype=torch.uint8)

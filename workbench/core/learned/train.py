@@ -8,7 +8,9 @@ them are trained (single-λ training is the special case of one level).
 Every `validate_every` steps the job measures the train–test mismatch on held-out crops: the same
 images through the training surrogate and through hard rounding (what the coder does), at every
 integer quality. Rank 0 keeps `last.pt` (model, optimizer, step, RNG) and a JSON-lines log in the
-output folder; running the same command again resumes from `last.pt`.
+output folder; running the same command again resumes from `last.pt`. It also keeps what the app shows
+(`run_folder.py`): the run's settings, a line per step, a preview picture per validation, and it stops
+after a checkpoint when a pause is requested.
 
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel: gloo on CPU,
 nccl on CUDA. Each rank samples its own batches (seed + rank) from the same crops.
@@ -29,6 +31,7 @@ from workbench.core import metrics
 from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
+from workbench.core.learned import preview, run_folder
 from workbench.core.learned.device import pick_device
 from workbench.core.learned.kinds import MODELS, MSE_LAMBDAS, MSSSIM_LAMBDAS, interpolate_levels
 from workbench.core.learned.quantizers import StraightThrough, make_surrogate
@@ -126,6 +129,13 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
     elif opts.init:
         init = _initial_weights(opts.init, device)
         model.load_init(init, lambdas.tolist())     # takes what fits, e.g. from another architecture
+    progress = None
+    if rank == 0:
+        run_folder.save_spec(out_dir, run_folder.RunSpec(asdict(opts), asdict(surrogate.opts),
+                                                         tuple(str(Path(f).resolve()) for f in data_folders)))
+        progress = run_folder.ProgressLog(out_dir, step)
+        if step == 0:           # where the run starts from, for "how much it learned"
+            progress.write(0, _preview_record(model, val, levels, 0, out_dir, opts))
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -138,7 +148,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
               "files": crops.files, "lambda_values": lambdas.tolist()}
     window: list[dict] = []
     skipped = 0
-    t_start = time.perf_counter()
+    t_start = t_step = time.perf_counter()
     while step < opts.steps:
         for group in optimizer.param_groups:
             group["lr"] = opts.lr * (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
@@ -156,12 +166,14 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         step += 1
+        record: dict = {}
         if torch.isfinite(grad_norm):
             optimizer.step()
             with torch.no_grad():
                 mse = (x - res.x_hat.clamp(0, 1)).pow(2).mean()
                 window.append({"loss": float(loss), "bpp": float(bpp.mean()), "mse": float(mse),
                                "entropy": float(((res.bits_y + res.bits_z) / res.latents).mean())})
+            record = {**window[-1], "psnr": 10 * math.log10(1.0 / max(window[-1]["mse"], 1e-12))}
         else:
             # One non-finite gradient would turn every weight into NaN through Adam: skip the batch.
             # DDP ranks see the same all-reduced norm, so they skip together.
@@ -177,20 +189,41 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
         tau = surrogate.temperature(step)
         if tau is not None:
             metrics_now["temperature"] = tau
+        record.update((k, v) for k, v in metrics_now.items() if k not in _WINDOW_KEYS)
         if step % opts.validate_every == 0 or step == opts.steps:
             v = validate(model, val, levels, surrogate, step, opts)
             metrics_now.update(v)
+            record.update(v)
             if rank == 0:
+                record.update(_preview_record(model, val, levels, step, out_dir, opts))
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t_start, **metrics_now}) + "\n")
             window.clear()
-        if rank == 0 and (step % opts.checkpoint_every == 0 or step == opts.steps):
+        checkpoint = step % opts.checkpoint_every == 0 or step == opts.steps
+        if rank == 0 and checkpoint:
             save_checkpoint(last, model, optimizer, step, recipe)
+        if progress is not None:
+            now = time.perf_counter()
+            progress.write(step, {**record, "step_seconds": now - t_step})
+            t_step = now
         yield Progress(step, opts.steps, f"step {step}", metrics=metrics_now)
+        if world == 1 and step < opts.steps and run_folder.pause_requested(out_dir):
+            if not checkpoint:
+                save_checkpoint(last, model, optimizer, step, recipe)
+            run_folder.clear_pause(out_dir)
+            return last                 # paused: the same command resumes from here
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
     return last
+
+
+_WINDOW_KEYS = ("loss", "bpp", "mse", "entropy", "psnr")     # averages in the events, per step in the log
+
+
+def _preview_record(model, val: torch.Tensor, levels: int, step: int, out_dir: Path, opts: TrainOptions) -> dict:
+    p = preview.write_preview(model, val[:1], preview.preview_level(levels), step, out_dir, opts.zero_center)
+    return {"preview_bpp": p["bpp"], "preview_psnr": p["psnr"]}
 
 
 @torch.no_grad()
