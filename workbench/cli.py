@@ -102,7 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quantizer", default="uniform", help="uniform, rdoq, tcq or shvq")
     c.add_argument("-o", "--output", help="output .wbn (default: input name with .wbn)")
     c.add_argument("--coder", default="auto", choices=("auto", "cabac", "categorical"),
-                   help="entropy coder; auto keeps the smaller stream per tensor")
+                   help="entropy coder; auto runs, per tensor, the one its size estimate says is smaller")
     c.add_argument("--base", help="base checkpoint: code only the difference to it (delta coding)")
     c.add_argument("--importance", help="checkpoint of per-weight importances (same keys and shapes)")
     c.add_argument("--bias-bits", type=int, default=16, help="precision of 1-D tensors (near-lossless), 2..24")

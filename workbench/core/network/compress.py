@@ -1,8 +1,8 @@
 """Compressing a checkpoint into a `.wbn` file and decoding it back, as jobs with progress events.
 
 `compress_network_job` quantizes (any registered quantizer), entropy-codes every tensor with CABAC
-or per-tensor categorical tables (`coder="auto"` keeps whichever is smaller for each tensor, so the
-comparison the issue asks for is made on every file), packs the container, then decodes the bytes
+or per-tensor categorical tables (`coder="auto"` runs, for each tensor, the one whose size estimate
+is smaller), packs the container, then decodes the bytes
 it produced and checks that the decoder's reconstruction is bit-identical to the encoder's before
 reporting anything: sizes and accuracies are always those of the real file.
 
