@@ -8,7 +8,7 @@ from workbench.core.codecs import codec_class
 from workbench.core.images import load_image
 from workbench.core.jobs import Progress, run
 from workbench.core.target_size import (
-    match_size_job, quality_spec, search_quality, sweep_job, target_size_job, with_quality,
+    quality_spec, search_quality, sweep_job, target_size_job, with_quality,
 )
 
 CHAPEL = Path(__file__).parent / "data" / "chapel_192x176.png"
@@ -66,14 +66,6 @@ def test_target_size_job_with_jpeg(rgb):
     assert res.result.options["quality"] == res.quality
     spec = quality_spec("jpeg")
     assert spec.minimum <= res.quality <= spec.maximum
-
-
-def test_match_size_job_puts_two_codecs_at_the_same_size(rgb):
-    anchor = codec_class("jpeg").options(quality=50)
-    matched = run(match_size_job(rgb, "jpeg", anchor, "webp"))
-    assert matched.anchor.options["quality"] == 50
-    assert matched.contender.target_bytes == matched.anchor.size_bytes
-    assert abs(matched.contender.relative_error) < 0.1
 
 
 def test_sweep_job_returns_one_point_per_declared_setting(rgb):

@@ -59,7 +59,7 @@ def open_chapel(qtbot, window, left=None, right=("jpeg", {"quality": 50})):
 
 def test_a_result_being_replaced_or_that_failed_is_marked_old(qtbot, window, monkeypatch):
     from workbench.core.errors import WorkbenchError
-    from workbench.ui import compare_view
+    from workbench.ui import compare_side
 
     open_chapel(qtbot, window)
     compare, right = window.compare, window.compare.right
@@ -75,7 +75,7 @@ def test_a_result_being_replaced_or_that_failed_is_marked_old(qtbot, window, mon
 
     def broken(*args):
         raise WorkbenchError("the encoder ran out of patience")
-    monkeypatch.setattr(compare_view, "_compress", broken)
+    monkeypatch.setattr(compare_side, "_compress", broken)
     choose(right.panel, "jpeg", quality=30)
     qtbot.waitUntil(lambda: right.failed, timeout=WAIT_MS)
     assert compare.view.caption(1).startswith("JPEG · quality 20")      # the old picture stays, marked failed
@@ -141,7 +141,7 @@ def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tm
 
 def test_plain_words_for_quantizers_heat_map_and_the_verdict(qtbot, window):
     from workbench.core import summary
-    from workbench.ui.compare_view import legend_labels
+    from workbench.ui.split_view import legend_labels
 
     open_chapel(qtbot, window, left=("jpeg", {"quality": 20}), right=("learned", {"quality": 1}))
     combo = window.compare.right.panel._editors["quantizer"].combo

@@ -54,12 +54,6 @@ class TargetSizeResult:
         return self.result.size_bytes / self.target_bytes - 1.0
 
 
-@dataclass(frozen=True)
-class MatchedSize:
-    anchor: CompressResult
-    contender: TargetSizeResult
-
-
 def quality_spec(codec: str) -> OptionSpec:
     """The declaration of a codec's `quality` option (its range and type bound every search)."""
     for spec in specs(codec_class(codec).Options):
@@ -146,15 +140,6 @@ def target_size_job(rgb: np.ndarray, codec: str, target_bytes: int, base_options
     outcome = yield from search_quality(size_at, lo, hi, int(target_bytes), integer=integer, grows=grows)
     result = compress_image(rgb, codec, with_quality(codec, base_options, outcome.quality))
     return TargetSizeResult(int(target_bytes), outcome.quality, result, outcome.probes)
-
-
-def match_size_job(rgb: np.ndarray, anchor: str, anchor_options: Any, contender: str,
-                   contender_options: Any = None) -> Job[MatchedSize]:
-    """Encode with `anchor`, then find the `contender` setting that produces a file of the same size."""
-    yield Progress(0, None, f"encoding with {anchor}")
-    first = compress_image(rgb, anchor, anchor_options)
-    matched = yield from target_size_job(rgb, contender, first.size_bytes, contender_options)
-    return MatchedSize(first, matched)
 
 
 def sweep_job(rgb: np.ndarray, codec: str, base_options: Any = None, name: str | None = None) -> Job[RateCurve]:

@@ -14,6 +14,7 @@ generator. This adapter gives the GUI what it needs on top of that:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import traceback
@@ -68,6 +69,9 @@ class _JobThread(QThread):
         job = None
         try:
             job = self._factory()
+            if not inspect.isgenerator(job):        # a plain call: its value is the outcome, no events
+                self.outcome, job = ("finished", job), None
+                return
             while True:
                 self._running.wait()
                 if self._cancel.is_set():
@@ -118,6 +122,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._thread: _JobThread | None = None
         self._paused = False
+        self.live = True                # whether the Live tab shows the current (or last) job
         self._timer = QTimer(self)
         self._timer.setInterval(FLUSH_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
@@ -126,11 +131,13 @@ class JobRunner(QObject):
             app.aboutToQuit.connect(self.shutdown)
 
     # -- control ---------------------------------------------------------------------------------
-    def start(self, job_factory: Callable[[], Job[Any]]) -> None:
+    def start(self, job_factory: Callable[[], Job[Any] | Any], live: bool = True) -> None:
         """Create the job with `job_factory()` inside the worker thread and run it.
 
         The factory runs in the worker because creating a job may already be slow (loading a
         model, reading a folder) and its errors belong to the job, reported through `failed`.
+        A factory that returns a plain value instead of a job is a call without events. `live`
+        False: a short job that the Live tab does not switch to (a Compare side's plain encode).
         """
         if self.is_running():
             raise RuntimeError("a job is already running; cancel it or wait for it to finish")
@@ -139,6 +146,7 @@ class JobRunner(QObject):
         _LIVE_THREADS.add(thread)
         self._thread = thread
         self._paused = False
+        self.live = live
         self._timer.start()
         thread.start()
         self.started.emit()

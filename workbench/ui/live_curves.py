@@ -14,6 +14,7 @@ import html
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterable
 
 import numpy as np
@@ -390,9 +391,15 @@ class LiveCurves(QWidget):
     def follow(self, runner: JobRunner) -> None:
         """Switch to `runner` whenever it starts a job: with several runners (the RD sweep, each Compare
         side's optimization) the tab shows the job started last, the one the user just asked for."""
-        runner.started.connect(lambda: self.attach(runner))
-        if self._runner is None or (runner.is_running() and not self._runner.is_running()):
+        runner.started.connect(partial(self._followed_started, runner))
+        if runner.live and (self._runner is None or (runner.is_running() and not self._runner.is_running())):
             self.attach(runner)
+
+    def _followed_started(self, runner: JobRunner) -> None:
+        if runner.live:
+            self.attach(runner)
+        elif runner is self._runner:             # a short job: keep the last long job's curves, stop listening
+            self.attach(None)
 
     def reset(self) -> None:
         """Forget all curves and progress (a new job starts from an empty grid)."""

@@ -292,7 +292,11 @@ class MainWindow(QMainWindow):
         self.zoom_label = QLabel()
         sb.addPermanentWidget(self.busy)
         sb.addPermanentWidget(self.zoom_label)
-        self.worker.busy_changed.connect(self.busy.setVisible)
+        self.worker.busy_changed.connect(self._show_busy)
+        self.compare.busy_changed.connect(self._show_busy)
+
+    def _show_busy(self, _busy: bool) -> None:
+        self.busy.setVisible(self.worker.busy or self.compare.busy())
 
     # ----- settings
     def _restore_settings(self) -> None:
