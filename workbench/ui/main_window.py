@@ -30,6 +30,7 @@ from workbench.ui.codec_panel import Selection
 from workbench.ui.compare_view import CompareView, is_model_drop
 from workbench.ui.encode_worker import Worker
 from workbench.ui.export import ExportDialog, planned_paths, write_exports
+from workbench.ui.split_view import SplitView
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_IMAGE = RESOURCES / "samples" / "endeavour.png"
@@ -570,26 +571,29 @@ def _preload() -> None:
         importlib.import_module(name)
 
 
+def shortcut_rows(actions: Iterable[QAction]) -> list[tuple[str, str]]:
+    """The Help page's keyboard table, read off the actions themselves (so it cannot miss or misstate one),
+    and the A/B key that the picture handles itself."""
+    rows = [(" / ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in act.shortcuts()),
+             act.text().replace("&", "").rstrip("…")) for act in actions if act.shortcuts()]
+    ab_key = QKeySequence(SplitView.AB_KEY).toString(QKeySequence.SequenceFormat.NativeText)
+    return rows + [(f"{ab_key} (hold)", "Show the other side across the whole picture")]
+
+
 class HelpDialog(QDialog):
     """How to use the window, what each number means, and the shortcuts, in one page."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle(f"{APP_NAME} help")
-        browser = QTextBrowser()
+        browser = self.browser = QTextBrowser()
         browser.setOpenExternalLinks(True)
         g = GLOSSARY
         terms = [("Size", g["size"]), ("bpp (bits per pixel)", g["bpp"]), ("Saved", g["saved"]), ("PSNR", g["psnr"]),
                  ("MS-SSIM", g["ms_ssim"]), ("Visibly better, slightly worse, about the same", g["verdict"]),
                  ("BD-rate", g["bd_rate"]), ("Encode / decode time",
                  f"{g['encode']} {g['decode']}"), ("Difference heat map", g["heat_map"])]
-        keys = [("Ctrl+O", "open images"), ("Ctrl+Shift+O", "open a folder"),
-                ("Ctrl+Shift+N", "open a network checkpoint"), ("Page Up / Page Down",
-                "previous / next image"), ("Ctrl+S", "export"), ("Ctrl+Shift+C", "copy the right side's CLI command"),
-                ("Ctrl+0", "fit the image to the window"), ("Ctrl+1", "actual size (100 %)"),
-                ("Ctrl+2 / Ctrl+4", "zoom 200 % / 400 %"), ("+ / −", "zoom"),
-                ("Space (hold)", "show the other side across the whole picture"), ("Ctrl+Shift+X", "swap sides"),
-                ("Ctrl+D", "difference heat map"), ("F1", "this help"), ("Ctrl+Q", "quit")]
+        keys = shortcut_rows(parent.actions() if parent is not None else [])
         html = ["<h2>Comparing codecs</h2>",
                 "<p>Open an image (or drop it, or a folder of images, onto the window). Each side of the compare view "
                 "shows the original or the image after compression with the codec chosen in that side's panel. "
