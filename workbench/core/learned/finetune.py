@@ -61,6 +61,7 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     cm = load_codec_model(opts.model)
     if not cm.model.supports_finetune:
         raise OptionError(f"decoder finetuning is not available for the {cm.model.name} model")
+    cm.model.check_tools(opts)          # a quantizer the kind does not code with
     if opts.crop % cm.model.z_stride:
         raise OptionError(f"--crop must be a multiple of {cm.model.z_stride} for this model, got {opts.crop}")
     quantizer = LATENT_QUANTIZERS.get(opts.quantizer)()

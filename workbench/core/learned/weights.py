@@ -79,14 +79,15 @@ def _unpack_tables(tensors: dict[str, torch.Tensor], prefix: str) -> tuple[Categ
 
 
 def export_checkpoint(checkpoint: Path, output: Path, description: str = "") -> Path:
-    """Write the shippable form of a training checkpoint (float16 weights + integer tables)."""
+    """Write the shippable form of a training checkpoint (float16 weights, or the kind's `stored_dtype`, +
+    integer tables)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     recipe = json.loads(state.get("recipe", "{}"))
     model = MODELS.get(state["architecture"])(**json.loads(state["config"]))
     model.load_state_dict(state["model"])
-    half = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
-    model.load_state_dict({k: v.to(torch.float32) for k, v in half.items()})
-    tensors = {f"weights.{k}": v.contiguous() for k, v in half.items()}
+    stored = {k: v.to(model.stored_dtype) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.to(torch.float32) for k, v in stored.items()})
+    tensors = {f"weights.{k}": v.contiguous() for k, v in stored.items()}
     for prefix, tables in model.coding_tables().items():
         tensors.update(_pack_tables(tables, prefix))
     for quantizer, table in state.get("offsets", {}).items():     # learned by `workbench finetune`

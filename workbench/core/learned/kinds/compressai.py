@@ -13,7 +13,11 @@ coder, whose format does not promise cross-platform decoding:
 * the autoregressive models (mbt2018, cheng2020) decode position by position in raster order — the
   causal loop their masked 5×5 context imposes — in float64 on the CPU, everything else vectorised.
   Their latents are rounded: a trellis path cannot run through a context that depends on the levels
-  it has not chosen yet.
+  it has not chosen yet. The context sees the nominal ŷ = μ + round(y − μ), never reconstruction offsets.
+
+Decoder finetuning (`workbench finetune`) retrains g_s (and the offsets) of the hyperprior and
+autoregressive models on what their coder decides; the result is a workbench model file that keeps
+the checkpoint's float32 weights, so its encoder and tables are exactly the checkpoint's.
 
 A checkpoint has one rate point (CompressAI trains one model per quality): `quality` does not apply to
 it and files record quality 1; `step` Δ > 1 lowers the rate of the hyperprior models.
@@ -58,6 +62,7 @@ class ImportedModel(ModelKind):
     """A CompressAI checkpoint: networks and entropy models from its state dict, nothing trained here."""
 
     trainable = False
+    stored_dtype = torch.float32        # a finetuned decoder's file keeps the checkpoint's encoder exactly
 
     def rate_point(self, quality: float) -> float:
         return 1.0
@@ -84,6 +89,7 @@ class ImportedModel(ModelKind):
             raise OptionError(f"the checkpoint does not fit {self.name} (N={self.n}, M={self.m}): {what}")
         if hasattr(self, "gaussian"):
             self.gaussian = GaussianScales(scale_bound)
+            self.config["scale_bound"] = scale_bound        # a model file made from it (finetuning) keeps it
 
     def check_options(self, cm, options) -> None:
         self.check_tools(options)
@@ -151,11 +157,14 @@ class ImportedScaleHyperprior(HyperpriorCoding, ImportedModel):
     y_stride = 16
     z_stride = 64
     supports_optimize = True        # when the file name gives λ (`check_options`)
+    supports_finetune = True
+    decoder_parameters = ("g_s",)
 
-    def __init__(self, n: int, m: int):
+    def __init__(self, n: int, m: int, scale_bound: float = 0.11):
         super().__init__(n, m)
         self.entropy_bottleneck = EntropyBottleneck(n)
-        self.gaussian = GaussianScales(0.11)
+        self.gaussian = GaussianScales(scale_bound)
+        self.config["scale_bound"] = scale_bound
 
     @property
     def density_z(self) -> EntropyBottleneck:
@@ -233,17 +242,40 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
     def write_latents(self, cm, writer, y, means, scales, quality, quantizer, step):
         if step != 1.0:
             raise OptionError("an autoregressive checkpoint codes with step 1 only")
-        return self._serial(cm, means, quantizer, writer=writer, y=y)
+        bits, m = [0.0], self.m
+
+        def code(r, c, mu, levels):
+            nominal, _, b = quantizer.write_nominal(writer, (y[0, :, r, c] - mu).view(m, 1).numpy(), levels,
+                                                    np.ones(m), cm)
+            bits[0] += b
+            return nominal
+
+        mu, nominal, levels = self._serial(cm, means, code)
+        return self._reconstruction(cm, quantizer, mu, nominal, levels), bits[0]
 
     def read_latents(self, cm, reader, means, scales, quality, quantizer, step):
         if step != 1.0:
             raise BitstreamError("learned-codec parameters are out of range for an autoregressive checkpoint")
-        return self._serial(cm, means, quantizer, reader=reader)[0]
+        mu, nominal, levels = self._serial(cm, means, lambda r, c, mu, levels: quantizer.read_nominal(reader, levels,
+                                                                                                     cm)[0])
+        return self._reconstruction(cm, quantizer, mu, nominal, levels)
 
-    def _serial(self, cm, params: torch.Tensor, quantizer, writer=None, y=None, reader=None):
-        """ŷ (float64) and the ideal bits, coding or decoding one position at a time in raster order.
-        The context is the masked convolution evaluated at that position only (its 12 causal taps as
-        one matrix product); the layers after it are 1×1, so they run on that position alone."""
+    def decide_latents(self, cm, y, means, scales, quality, quantizer, step):
+        m = self.m
+        mu, nominal, levels = self._serial(cm, means, lambda r, c, mu, levels: quantizer.decide(
+            (y[0, :, r, c] - mu).view(m, 1).numpy(), levels, np.ones(m), cm)[0])
+        return mu, nominal, np.zeros(levels.shape, dtype=np.int64), levels
+
+    @staticmethod
+    def _reconstruction(cm, quantizer, mu, nominal, levels) -> torch.Tensor:
+        return mu + torch.from_numpy(quantizer.shifted(nominal, np.zeros(levels.shape, dtype=np.int64), levels, cm))
+
+    def _serial(self, cm, params: torch.Tensor, code) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(μ, nominal x̂, scale level) of every position, each (1, M, H, W), coding or decoding one position
+        at a time in raster order: `code(row, column, μ, levels)` returns that position's nominal x̂ (M, 1).
+        The context is the masked convolution evaluated at that position only (its 12 causal taps as one
+        matrix product) over the nominal ŷ so far; the layers after it are 1×1, so they run on that
+        position alone."""
         m = self.m
         _, _, hy, wy = params.shape
         ctx = cm.exact.context_prediction
@@ -254,7 +286,9 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
         bound = self.gaussian.scale_bound
         padded_hat = torch.zeros(m, hy + 2, wy + 4, dtype=torch.float64)
         flat_params = params[0].reshape(params.shape[1], -1)
-        bits = 0.0
+        mu_all = torch.empty(1, m, hy, wy, dtype=torch.float64)
+        nominal_all = np.empty((1, m, hy, wy))
+        levels_all = np.empty((1, m, hy, wy), dtype=np.int64)
         with torch.no_grad(), threads(1):
             for r in range(hy):
                 for c in range(wy):
@@ -265,14 +299,10 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
                         h = layer[0] @ h + layer[1] if isinstance(layer, tuple) else layer(h)
                     scales, means = h.chunk(2)
                     levels = densities.scale_indices(torch.clamp_min(scales, bound)).view(m, 1).numpy()
-                    if writer is not None:
-                        u = (y[0, :, r, c] - means).view(m, 1).numpy()
-                        recon, b = quantizer.write(writer, u, levels, np.ones(m), cm)
-                        bits += b
-                    else:
-                        recon = quantizer.read(reader, levels, cm)
-                    padded_hat[:, r + 2, c + 2] = means + torch.from_numpy(recon).view(m)
-        return padded_hat[None, :, 2:2 + hy, 2:2 + wy].clone(), bits
+                    nominal = code(r, c, means, levels)
+                    padded_hat[:, r + 2, c + 2] = means + torch.from_numpy(nominal).view(m)
+                    mu_all[0, :, r, c], nominal_all[0, :, r, c], levels_all[0, :, r, c] = means, nominal[:, 0], levels[:, 0]
+        return mu_all, nominal_all, levels_all
 
 
 @MODELS.register
