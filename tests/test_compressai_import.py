@@ -122,7 +122,7 @@ def test_a_folder_of_zoo_checkpoints_is_one_model_whose_quality_picks_the_file(t
 
 
 @pytest.mark.parametrize("arch,quantizer", [("bmshj2018-hyperprior", "rdoq"), ("mbt2018-mean", "tcq8"),
-                                            ("mbt2018", "round")])
+                                            ("mbt2018", "round"), ("cheng2020-attn", "round")])
 def test_finetuned_decoder_of_a_checkpoint_is_a_model_file_that_codes_bit_exactly(arch, quantizer, tmp_path):
     """Only g_s and the reconstruction offsets move; the encoder, its tables and so the rounded streams are
     the checkpoint's exactly, and files of the new model (offsets applied, for the autoregressive model

@@ -41,7 +41,8 @@ from workbench.core.options import option
 
 @dataclass(frozen=True)
 class FinetuneOptions:
-    model: str = option("dct-hyperprior-mse", "model to start from: a shipped name or a .safetensors file")
+    model: str = option("dct-hyperprior-mse", "model to start from: a shipped name, a .safetensors file or a "
+                                                  "CompressAI checkpoint")
     quantizer: str = option("tcq8", "the inference quantizer whose output the decoder learns",
                             choices=("round", "rdoq", "tcq4", "tcq8"))
     steps: int = option(2000, "training steps", minimum=1)
