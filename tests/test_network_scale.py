@@ -1,13 +1,17 @@
 """Networks at transformer scale: the summary table, the coder choice, memory, steps, calibration."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from workbench.core import trellis
+from workbench.cli import main as cli
 from workbench.core.jobs import run
 from workbench.core.network import bitstream as bs
-from workbench.core.network import cabac, catcoder
+from workbench.core.network import cabac, catcoder, encoder
+from workbench.core.network.checkpoint import load_checkpoint
 from workbench.core.network.compress import compress_network_job
 from workbench.core.network.quantizers import QuantizedTensor
 
@@ -43,3 +47,30 @@ def test_auto_coder_runs_only_the_coder_that_pays_off(monkeypatch):
     monkeypatch.setattr(cabac, "encode_levels", lambda *a: pytest.fail("CABAC ran on a large tensor"))
     coder, data = bs.code_levels(big, "auto")
     assert coder == "categorical" and data == catcoder.encode_levels(big.levels, big.machine)
+
+
+TINY = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=32)
+
+
+def test_encoder_folder_is_compressed_and_scored_by_output_cosine(tmp_path, capsys):
+    sd = encoder.make_test_encoder(TINY)
+    folder = encoder.save_folder(sd, TINY, tmp_path / "tiny-bert")
+    assert encoder.EncoderConfig.read(folder) == TINY
+    task = encoder.task_for_folder(folder, load_checkpoint(folder))
+    assert task is not None and task.accuracy(sd) == pytest.approx(1.0)
+    noisy = {k: v + 0.05 * torch.randn_like(v) for k, v in sd.items()}
+    assert 0.0 < task.accuracy(noisy) < 0.999
+    assert cli(["compress-net", str(folder), "-q", "uniform", "--bits", "8", "-o", str(tmp_path / "t.wbn")]) == 0
+    assert "output cosine: 1.0000 before" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "t.wbn.json").read_text())
+    assert summary["metric"] == "output cosine" and 0.99 < summary["accuracy_after"] < 1.0
+
+
+def test_bert_keys_under_a_prefix_run_the_same_forward():
+    sd = encoder.make_test_encoder(TINY)
+    ids = torch.randint(TINY.vocab_size, (2, 8))
+    out = encoder.forward(sd, TINY, ids)
+    assert out.shape == (2, 8, TINY.hidden_size)
+    assert torch.equal(encoder.forward({"bert." + k: v for k, v in sd.items()}, TINY, ids), out)
+    assert not encoder.matches({k: v for k, v in sd.items() if "layer.1." not in k}, TINY)

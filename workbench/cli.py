@@ -109,8 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--nonfinite", default="refuse", choices=("refuse", "raw"),
                    help="float tensors holding NaN or infinite values: refuse the checkpoint, or store "
                         "those tensors raw (exact, uncompressed)")
-    c.add_argument("--eval", default="auto", choices=("auto", "digits", "none"),
-                   help="task evaluator for accuracy (auto: digits when the checkpoint is the demo CNN)")
+    c.add_argument("--eval", default="auto", choices=("auto", "digits", "encoder", "none"),
+                   help="task evaluator (auto: digits accuracy for the demo CNN; output cosine against the "
+                        "original for a Hugging Face BERT folder)")
     c.add_argument("--summary", help="where to save the per-tensor summary JSON (default OUTPUT.json)")
     c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's own options")
     c.set_defaults(func=cmd_compress_net, subparser=c)
@@ -408,9 +409,15 @@ def cmd_compress_net(args, rest) -> int:
     if args.eval != "none":
         from workbench.core.network.demo import task_for
 
-        task = task_for(state)
+        from workbench.core.network.encoder import task_for_folder
+
+        task = task_for(state) if args.eval != "encoder" else None
+        if task is None and args.eval != "digits":
+            task = task_for_folder(src, state)
         if task is None and args.eval == "digits":
             raise OptionError("--eval digits needs a checkpoint with the demo CNN's tensors")
+        if task is None and args.eval == "encoder":
+            raise OptionError("--eval encoder needs a folder with a BERT config.json and its model.safetensors")
     bar = TextProgressBar()
     try:
         result = run(compress_network_job(state, cls.name, options, coder=args.coder, base=base,

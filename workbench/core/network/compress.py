@@ -59,6 +59,7 @@ class NetResult:
     parameters: int
     accuracy_before: float | None = None
     accuracy_after: float | None = None
+    metric: str = "accuracy"     # what accuracy_before/after measure (the task's `metric`)
     encode_s: float = 0.0
     decode_s: float = 0.0
     delta: bool = False
@@ -74,7 +75,7 @@ class NetResult:
             "quantizer": self.quantizer, "options": self.options, "coder": self.coder, "delta": self.delta,
             "file_bytes": len(self.data), "parameters": self.parameters, "bits_per_weight": self.bits_per_weight,
             "compression_ratio_vs_float32": 32 / self.bits_per_weight if self.data else None,
-            "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
+            "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after, "metric": self.metric,
             "encode_s": self.encode_s, "decode_s": self.decode_s,
             "tensors": [{**asdict(r), "snr_db": _finite(r.snr_db)} for r in self.rows],
         }
@@ -92,7 +93,7 @@ class NetResult:
         lines.append(f"total: {len(self.data)} bytes for {self.parameters} parameters = "
                      f"{self.bits_per_weight:.3f} bits/weight ({versus} than float32)")
         if self.accuracy_before is not None:
-            lines.append(f"accuracy: {self.accuracy_before:.4f} before, {self.accuracy_after:.4f} after")
+            lines.append(f"{self.metric}: {self.accuracy_before:.4f} before, {self.accuracy_after:.4f} after")
         lines.append(f"encode {self.encode_s:.2f} s, decode {self.decode_s:.2f} s")
         return "\n".join(lines)
 
@@ -187,7 +188,7 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
     acc_after = task.accuracy(recon) if task is not None else None
     return NetResult(data=data, rows=rows, quantizer=quantizer, options=dict(params), coder=coder,
                      parameters=sum(max(t.numel(), 0) for t in state.values()), accuracy_before=acc_before,
-                     accuracy_after=acc_after, encode_s=encode_s, decode_s=decode_s, delta=base is not None,
+                     accuracy_after=acc_after, metric=getattr(task, "metric", "accuracy"), encode_s=encode_s, decode_s=decode_s, delta=base is not None,
                      state=recon)
 
 
