@@ -355,6 +355,11 @@ class ModelEditor(_Editor):
     def value(self) -> Any:
         return self.combo.itemData(self._current)
 
+    def offer(self, value: str) -> None:
+        """List a model that became available (trained in the app) without choosing it."""
+        if self.combo.findData(value) < 0:
+            self._add(model_label(value), value)
+
     def set_value(self, value: Any) -> None:
         index = self.combo.findData(value)
         if index < 0:                                     # a path from the settings or the CLI
@@ -524,6 +529,12 @@ class CodecPanel(QGroupBox):
             pass
         self.preset.setCurrentIndex(0)
         self.preset_note.setVisible(False)
+
+    def offer_model(self, value: str) -> None:
+        """A new learned model joins the model list shown now; lists built later read it from the catalog."""
+        editor = self._editors.get("model")
+        if isinstance(editor, ModelEditor):
+            editor.offer(value)
 
     def state(self) -> dict[str, Any]:
         """What QSettings stores, so the next session starts where this one ended."""

@@ -70,6 +70,13 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "hard_bpp": MetricInfo("Rate (hard)", "bpp", "Bits per pixel of the latents rounded as they will be coded."),
     "hard_loss": MetricInfo("Loss (hard)", "", "The objective R + λ·D with the latents rounded as they will be "
                             "coded; the encoder keeps the step where it was lowest."),
+    "val_bpp_hard": MetricInfo("Held-out rate", "bpp", "Bits per pixel of held-out crops with the latents "
+                               "rounded as the coder rounds them (mean over the quality levels)."),
+    "val_psnr_hard": MetricInfo("Held-out PSNR", "dB", "PSNR of held-out crops decoded from rounded latents."),
+    "mismatch_bpp": MetricInfo("Soft–hard gap, rate", "bpp", "Held-out rate through the training surrogate "
+                               "minus through real rounding; near 0 means training sees what the coder does."),
+    "mismatch_psnr": MetricInfo("Soft–hard gap, PSNR", "dB", "Held-out PSNR through the training surrogate "
+                                "minus through real rounding."),
     "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
     "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
     "accuracy": MetricInfo("Accuracy", "", "Share of test samples the network classifies correctly "
@@ -292,10 +299,11 @@ class LiveCurves(QWidget):
     """Progress of one job: a grid of metric plots, a progress bar, a status line, Pause and Cancel.
 
     Feed it with `attach(runner)` (it then resets itself on every start) or directly with
-    `add_events(events)`.
+    `add_events(events)`; `controls=False` leaves out the progress bar and buttons, for a view that
+    controls its job itself (the Train tab's training process).
     """
 
-    def __init__(self, parent: QWidget | None = None, *, columns: int = _COLUMNS):
+    def __init__(self, parent: QWidget | None = None, *, columns: int = _COLUMNS, controls: bool = True):
         super().__init__(parent)
         self._columns = max(1, columns)              # plots per row: a wide, short pane wants more
         self._runner: JobRunner | None = None
@@ -352,6 +360,8 @@ class LiveCurves(QWidget):
         top.addWidget(self._bar, 1)
         top.addWidget(self._pause)
         top.addWidget(self._cancel)
+        for w in (self._bar, self._pause, self._cancel):
+            w.setVisible(controls)
         bottom = QHBoxLayout()
         bottom.addWidget(self._status, 1)
         bottom.addWidget(QLabel("Smoothing"))

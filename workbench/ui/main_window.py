@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.rd_view = None
         self.live = None
         self.network = None
+        self.train = None
         self._tabs_requested = False
 
         self.tabs = QTabWidget()
@@ -124,6 +125,19 @@ class MainWindow(QMainWindow):
             self.live.follow(side.runner)
         self.tabs.addTab(self.live, "Live")
         self.network_view()
+        from workbench.ui.train_view import TrainView
+
+        self.train = TrainView(self.settings)
+        self.train.status_message.connect(lambda text: self.show_status(text, 20_000))
+        self.train.model_ready.connect(self._model_trained)
+        self.tabs.addTab(self.train, "Train")
+
+    def _model_trained(self, value: str) -> None:
+        """A model made in the Train tab joins both sides' model lists and the RD tab's codecs at once."""
+        for side in self.compare.sides():
+            side.panel.offer_model(value)
+        if self.rd_view is not None:
+            self.rd_view.add_model(value)
 
     def show_live(self) -> None:
         if self.live is not None:                # the tab arrives with the compression libraries
@@ -563,6 +577,8 @@ class MainWindow(QMainWindow):
         self.compare.shutdown()
         if self.network is not None:
             self.network.shutdown()
+        if self.train is not None:
+            self.train.shutdown()          # a running training pauses and continues when the window reopens
         super().closeEvent(event)
 
 

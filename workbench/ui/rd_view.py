@@ -32,7 +32,7 @@ from workbench.core.bench import BenchProgress, BenchResult, bench_job, default_
 from workbench.core.bench_report import write_report
 from workbench.core.codecs import all_codecs, codec_class
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import zoo_folder
+from workbench.core.learned.catalog import model_levels, zoo_folder
 from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
 from workbench.ui.codec_panel import selection_name
@@ -307,8 +307,8 @@ class RDView(QWidget):
                 item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
 
     def add_model(self, model: str) -> str:
-        """Offer a learned model (a CompressAI checkpoint or zoo folder opened on the Compare tab) as a
-        codec of its own, ticked, so its curve is swept beside the others; returns its entry."""
+        """Offer a learned model (a CompressAI checkpoint or zoo folder opened on the Compare tab, a model
+        made in the Train tab) as a codec of its own, ticked, so its curve is swept beside the others; returns its entry."""
         spec = f"learned:model={model}"
         for i in range(self._codec_list.count()):
             if self._codec_list.item(i).data(Qt.ItemDataRole.UserRole) == spec:
@@ -316,12 +316,16 @@ class RDView(QWidget):
                 return spec
         self._colors[spec] = len(self._colors)
         folder = zoo_folder(model) if Path(model).is_dir() else None
-        # a zoo folder's curve is its qualities; a single checkpoint has one rate point
-        self._sweeps[spec] = tuple(float(q) for q in sorted(folder[2])) if folder else (1.0,)
+        # a zoo folder's curve is its qualities; a CompressAI checkpoint has one rate point, a model of ours
+        # (trained in the Train tab) one per quality level
+        levels = model_levels(model) if folder is None else 1
+        self._sweeps[spec] = tuple(float(q) for q in sorted(folder[2])) if folder else \
+            tuple(float(q) for q in range(1, levels + 1))
         item = QListWidgetItem(_label(spec))
         item.setData(Qt.ItemDataRole.UserRole, spec)
         item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
         item.setToolTip(f"{model}\n" + (f"qualities {', '.join(str(q) for q in sorted(folder[2]))}" if folder else
+                                        f"qualities 1–{levels}" if levels > 1 else
                                         "one rate point (CompressAI trains one model per quality): open a folder "
                                         "of the zoo's checkpoints for a curve"))
         item.setCheckState(Qt.CheckState.Checked)

@@ -83,6 +83,19 @@ def model_path(value: str) -> Path:
     return MODEL_DIR / f"{value}.safetensors" if value in shipped_models() else Path(value)
 
 
+def model_levels(value: str) -> int:
+    """How many quality levels a model of ours covers (its weights' metadata); 1 for anything else, such as
+    a CompressAI checkpoint (one model per quality)."""
+    path = model_path(value)
+    if path.suffix != ".safetensors":
+        return 1
+    try:
+        levels = json.loads(_metadata(path).get("config", "{}")).get("levels", 1)
+    except (ValueError, AttributeError):
+        return 1
+    return levels if isinstance(levels, int) and 1 <= levels <= 64 else 1
+
+
 def model_label(value: str) -> str:
     """A model as people should read it: "dct-hyperprior-mse (PSNR)", "mbt2018-mean (CompressAI, PSNR,
     quality 3)", or an imported file's name.

@@ -33,7 +33,7 @@ PROGRESS_FILE = "progress.jsonl"
 PAUSE_FILE = "pause"
 CHECKPOINT = "last.pt"
 #: Largest piece of the progress file read at once: a window reopened on a long run catches up in pieces.
-READ_LIMIT = 4 << 20
+READ_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""The Train tab driven like a user would, with a tiny model trained by real `workbench train` processes."""
+
+import json
+import math
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QGuiApplication
+
+from workbench.core.learned import preview, run_folder
+from workbench.core.learned.catalog import model_choices
+from workbench.core.learned.run_folder import RunSpec
+from workbench.ui.codec_panel import ModelEditor
+from workbench.ui.train_view import SAMPLES, TrainView
+
+WAIT_MS = 180_000
+TINY = dict(model="hyperprior", channels=8, latent_channels=8, lambdas="0.01,0.05", steps=4, batch=2, crop=64,
+            crops_per_image=2, validate_every=2, checkpoint_every=2, device="cpu")
+
+
+def tiny(**options) -> RunSpec:
+    return RunSpec({**TINY, **options}, {"tau_steps": 10}, (str(SAMPLES),))
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def open_view(qtbot, settings, tmp_path):
+    view = TrainView(settings, tmp_path / "runs")
+    qtbot.addWidget(view)
+    view.resize(1300, 800)
+    view.show()
+    return view
+
+
+def run_to_end(qtbot, view):
+    with qtbot.waitSignal(view.run_ended, timeout=WAIT_MS) as ended:
+        assert view.start()
+    return ended.args[0]
+
+
+def logged_steps(run):
+    return [json.loads(line)["step"] for line in (run / run_folder.PROGRESS_FILE).read_text().splitlines()]
+
+
+def test_a_run_set_up_in_the_window_trains_shows_its_curves_and_becomes_a_model_of_the_compare_tab(qtbot, window,
+                                                                                                    tmp_path):
+    qtbot.waitUntil(lambda: window.train is not None, timeout=WAIT_MS)
+    view = window.train
+    view.set_spec(tiny())
+    assert not view.surrogate_box.isHidden() and "tau_steps" in view.surrogate_form.editors     # SUA's options
+    assert not view.form.layout().isRowVisible(view.form.editors["vq_centers"])             # SHVQ's are hidden
+    view.set_run_folder(tmp_path / "run")
+    line = view.copy_command()
+    assert line == run_folder.shell_line(view.spec(), tmp_path / "run") == QGuiApplication.clipboard().text()
+    assert line.startswith("workbench train --model hyperprior --quantizer sua --lambda 0.01,0.05 --data ")
+    assert run_to_end(qtbot, view) == "finished"
+    qtbot.waitUntil(view.curves.is_drawn)
+    for key in ("loss", "bpp", "entropy", "psnr", "temperature", "val_bpp_hard", "val_psnr_hard", "mismatch_bpp",
+                "mismatch_psnr"):
+        assert key in view.curves.keys(), key
+    assert view.bar.value() == 4 and view.bar.format() == "step 4 / 4"
+    latest = preview.read_previews(tmp_path / "run")[-1]
+    assert view.preview_caption.text() == (f"Decoded at step 4: {latest['bpp']:.3f} bpp, "
+                                           f"PSNR {latest['psnr']:.2f} dB")
+    assert not view.preview_label.pixmap().isNull() and not view.original_label.pixmap().isNull()
+    assert view.start_button.text() == "Resume" and view.use_button.isEnabled()
+
+    side = window.compare.right
+    assert side.panel.set_selection("learned")
+    with qtbot.waitSignal(view.model_ready, timeout=WAIT_MS) as ready:
+        assert view.use_model()
+    value = ready.args[0]
+    editor = side.panel._editors["model"]
+    assert isinstance(editor, ModelEditor) and editor.combo.findData(value) >= 0   # in the list shown now
+    assert value in [v for _, v in model_choices()]                                 # and in lists built later
+    spec = window.rd_view.add_model(value)              # already there, ticked, swept at its two levels
+    assert spec == f"learned:model={value}" and window.rd_view._sweeps[spec] == (1.0, 2.0)
+    assert not window.errors
+
+
+def test_pause_close_reopen_and_resume_continue_one_run(qtbot, settings, tmp_path):
+    view = open_view(qtbot, settings, tmp_path)
+    view.set_spec(tiny(steps=60, checkpoint_every=30, validate_every=30))
+    run = view.new_run_folder()
+    view.set_run_folder(run)
+    assert view.start()
+    qtbot.waitUntil(lambda: view.step >= 1, timeout=WAIT_MS)
+    view.shutdown()                   # what closing the window does: pause the run after a checkpoint ...
+    assert not view.is_running() and view.outcome == "paused"
+    paused_at = torch.load(run / "last.pt", weights_only=True)["step"]
+    assert 1 <= paused_at < 60 and logged_steps(run)[-1] == paused_at
+
+    again = open_view(qtbot, settings, tmp_path)          # ... and the reopened window continues it
+    assert again.run_dir == run and again.is_running() and again.bar.value() == paused_at
+    with qtbot.waitSignal(again.run_ended, timeout=WAIT_MS) as ended:
+        qtbot.waitUntil(lambda: again.step > paused_at, timeout=WAIT_MS)
+        again.pause_button.click()
+    assert ended.args[0] == "paused" and again.start_button.text() == "Resume"
+    assert "Paused at step" in again.message.text()
+    assert run_to_end(qtbot, again) == "finished"
+    assert logged_steps(run) == list(range(61))          # every step once, across three processes
+    assert again.summary == ""
+
+
+def test_cancel_stops_at_once_and_keeps_the_checkpoint(qtbot, settings, tmp_path):
+    view = open_view(qtbot, settings, tmp_path)
+    view.set_spec(tiny(steps=5000, checkpoint_every=1))
+    view.set_run_folder(tmp_path / "run")
+    assert view.start()
+    qtbot.waitUntil(lambda: view.step >= 2, timeout=WAIT_MS)
+    with qtbot.waitSignal(view.run_ended, timeout=10_000) as ended:
+        view.cancel_button.click()
+    assert ended.args[0] == "cancelled" and "Cancelled at step" in view.message.text()
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] >= 1
+    assert view.start_button.text() == "Resume" and view.start_button.isEnabled()
+
+
+def test_a_diverging_run_stops_with_a_plain_message_and_keeps_a_good_checkpoint(qtbot, settings, tmp_path):
+    view = open_view(qtbot, settings, tmp_path)
+    view.set_spec(RunSpec({**TINY, "steps": 60, "lr": 1.0, "checkpoint_every": 1, "quantizer": "noise"}, {},
+                          (str(SAMPLES),)))
+    view.set_run_folder(tmp_path / "run")
+    assert run_to_end(qtbot, view) == "failed"
+    assert view.message.text() == ("Training stopped: training diverged: 21 steps with non-finite gradients "
+                                   "(try a lower --lr). The last checkpoint was kept.")
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert view.use_button.isEnabled() and math.isfinite(view.bar.value())
+
+
+def test_bad_settings_are_refused_in_one_line_before_anything_starts(qtbot, settings, tmp_path):
+    view = open_view(qtbot, settings, tmp_path)
+    view.images_edit.setText("")
+    assert not view.start() and view.message.text() == "choose a folder of images to learn from."
+    assert not view.is_running() and view.run_dir is None
