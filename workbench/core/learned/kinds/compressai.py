@@ -14,6 +14,7 @@ coder, whose format does not promise cross-platform decoding:
   causal loop their masked 5×5 context imposes — in float64 on the CPU, everything else vectorised.
   Their latents are rounded: a trellis path cannot run through a context that depends on the levels
   it has not chosen yet. The context sees the nominal ŷ = μ + round(y − μ), never reconstruction offsets.
+  Per-image latent optimization descends a parallel surrogate of that loop (`latent_terms`).
 
 Decoder finetuning (`workbench finetune`) retrains g_s (and the offsets) of the hyperprior and
 autoregressive models on what their coder decides; the result is a workbench model file that keeps
@@ -227,7 +228,6 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
     name = "mbt2018"
     label = "mbt2018 (CompressAI)"
     latent_quantizers = ("round",)
-    supports_optimize = False
     symbol_modules = ("h_s", "context_prediction", "entropy_parameters")
 
     def entropy_params(self, z_hat, h_s=None):
@@ -238,6 +238,19 @@ class ImportedJointAutoregressive(ImportedMeanScaleHyperprior):
         with torch.no_grad(), threads(1):
             params = cm.exact.h_s(z_hat)
         return params, None
+
+    def latent_terms(self, y, z, quality, quantizer, step):
+        """Per-image optimization's surrogate. The context runs on the surrogate of y itself, as in
+        CompressAI's training pass, not on the coder's serial μ + round(y − μ), which would put the causal
+        loop inside every descent step; the optimized latents are then coded serially as any others."""
+        medians = self.z_offsets().to(z).view(1, -1, 1, 1)
+        z_t = medians + quantizer(z - medians, step)
+        bits_z = -torch.log2(self.density_z.likelihood(z_t)).sum()
+        ctx = self.context_prediction(quantizer(y, step))
+        scales, means = self.entropy_parameters(torch.cat([self.h_s(z_t), ctx], dim=1)).chunk(2, dim=1)
+        residual = quantizer(y - means, step)
+        bits_y = -torch.log2(self.gaussian.likelihood(residual, scales)).sum()
+        return bits_y + bits_z, self.synthesise(means + residual)
 
     def write_latents(self, cm, writer, y, means, scales, quality, quantizer, step):
         if step != 1.0:
