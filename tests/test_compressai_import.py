@@ -178,6 +178,11 @@ def test_finetuned_decoder_of_a_checkpoint_is_a_model_file_that_codes_bit_exactl
     if arch == "mbt2018-mean":         # λ is what the zoo's name says; without it only rounding can be finetuned
         with pytest.raises(OptionError, match="λ"):
             run(finetune_job(FinetuneOptions(**{**opts.__dict__, "model": str(wrapped)}), [images], tmp_path / "x"))
+        rounded = run(finetune_job(FinetuneOptions(**{**opts.__dict__, "model": str(wrapped), "quantizer": "round",
+                                                      "steps": 1}), [images], tmp_path / "r"))
+        unnamed = export_checkpoint(rounded, tmp_path / "unnamed-ft.safetensors")
+        with pytest.raises(OptionError, match="needs the λ"):
+            compress_image(rgb, "learned", model=str(unnamed), quantizer="tcq8")
     if arch == "mbt2018":
         with pytest.raises(OptionError, match="round only"):
             run(finetune_job(FinetuneOptions(**{**opts.__dict__, "quantizer": "tcq8"}), [images], tmp_path / "y"))

@@ -26,6 +26,8 @@ it and files record quality 1; `step` Δ > 1 lowers the rate of the hyperprior m
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from torch import nn
@@ -95,7 +97,7 @@ class ImportedModel(ModelKind):
     def check_options(self, cm, options) -> None:
         self.check_tools(options)
         needs_lambda = options.quantizer != "round" or options.optimize
-        if needs_lambda and not cm.info.get("lambdas"):
+        if needs_lambda and not json.loads(cm.info.get("lambdas") or "[]"):     # (a finetuned file may hold [])
             raise OptionError(f"{options.quantizer if options.quantizer != 'round' else 'latent optimization'} needs "
                               "the λ the checkpoint was trained for, which its file name does not say "
                               "(name it like CompressAI's zoo files, e.g. mbt2018-mean-3-....pth.tar)")
