@@ -9,9 +9,10 @@ hyper-synthesis and any context model, so the entropy parameters and therefore t
 those of the original model); the trained part is what the kind names as its decoder
 (`ModelKind.decoder_parameters`: e.g. inverse gains, synthesis and post-filter), and the kind says
 what its coder decides on a batch (`ModelKind.quantized_latents`). The loss is λ·D per image at a
-random quality, the rate being fixed by the frozen encoder. With the decoder, the quantizer's reconstruction offsets are learned
-(`latent_quantizers.offset_slots`: where in its cell each nonzero level is best reconstructed, per
-quantizer, scale level and magnitude), at a higher learning rate since they start from zero.
+random quality, the rate being fixed by the frozen encoder. With the decoder, the quantizer's
+reconstruction offsets are learned (`latent_quantizers.offset_slots`: where in its cell each nonzero
+level is best reconstructed, per quantizer, scale level and magnitude), at a higher learning rate since
+they start from zero.
 
 The result is a normal training checkpoint (`last.pt`, resumable), which `workbench export-model` turns
 into a model file like any other.
