@@ -43,11 +43,12 @@ CURVES = ("loss", "bpp", "entropy", "psnr", "ms_ssim", "temperature", "sigma", "
           "val_psnr_hard", "mismatch_bpp", "mismatch_psnr")
 #: Options that mean something for one model kind only.
 SHVQ_ROWS = ("vq_dim", "vq_centers", "vq_options")
-#: "Watch a codec learn": a small hyperprior trained from scratch at one λ on the bundled photograph, about
-#: two minutes on two CPU cores (the run's time per step and ETA say how long it really takes).
-DEMO_OPTIONS = dict(model="hyperprior", channels=32, latent_channels=64, lambdas="0.013", steps=2000, batch=8,
-                    crop=64, crops_per_image=32, lr=1e-3, validate_every=100, checkpoint_every=250, device="cpu")
-DEMO_SURROGATE = ("sua", {"tau_steps": 2000})
+#: "Watch a codec learn": a small hyperprior trained from scratch at one λ on the bundled photograph. A step
+#: with its share of the validations costs 38 ms of one CPU core (200 steps: 7.6 s), so 3000 steps take about
+#: two minutes on two cores; the tab's time per step and ETA say how long they really take.
+DEMO_OPTIONS = dict(model="hyperprior", channels=32, latent_channels=64, lambdas="0.013", steps=3000, batch=8,
+                    crop=64, crops_per_image=32, lr=1e-3, validate_every=150, checkpoint_every=500, device="cpu")
+DEMO_SURROGATE = ("sua", {"tau_steps": 3000})
 DEMO_THREADS = 2
 
 

@@ -203,11 +203,16 @@ def learning_summary(first: dict[str, Any], last: dict[str, Any], seconds: float
 
     >>> learning_summary({"step": 0, "bpp": 2.0, "psnr": 14.0}, {"step": 300, "bpp": 0.5, "psnr": 24.5}, 125)
     'In 2 min 05 s (300 steps) the held-out crop went from 2.000 bpp at 14.0 dB to 0.500 bpp at 24.5 dB: 75 % smaller and 10.5 dB closer to the original.'
+    >>> learning_summary({"step": 0, "bpp": 0.04, "psnr": 4.4}, {"step": 300, "bpp": 0.68, "psnr": 18.2})[-77:]
+    '0.680 bpp at 18.2 dB: 17.0 times the size and 13.8 dB closer to the original.'
     """
     steps = last["step"] - first["step"]
     took = f"In {_duration(seconds)} ({steps} steps)" if seconds is not None else f"In {steps} steps"
-    size = last["bpp"] / first["bpp"] - 1 if first["bpp"] > 0 else 0.0
-    size_text = f"{abs(size) * 100:.0f} % {'smaller' if size < 0 else 'larger'}"
+    ratio = last["bpp"] / first["bpp"] if first["bpp"] > 0 else 1.0
+    if ratio >= 2:                  # an untrained codec codes next to nothing: "1500 % larger" reads badly
+        size_text = f"{ratio:.1f} times the size"
+    else:
+        size_text = f"{abs(ratio - 1) * 100:.0f} % {'smaller' if ratio < 1 else 'larger'}"
     gain = last["psnr"] - first["psnr"]
     quality = f"{abs(gain):.1f} dB {'closer to' if gain >= 0 else 'farther from'} the original"
     return (f"{took} the held-out crop went from {first['bpp']:.3f} bpp at {first['psnr']:.1f} dB to "
