@@ -422,7 +422,7 @@ def cmd_compress_net(args, rest) -> int:
     try:
         result = run(compress_network_job(state, cls.name, options, coder=args.coder, base=base,
                                           importance=importance, task=task, bias_bits=args.bias_bits,
-                                          nonfinite=args.nonfinite),
+                                          nonfinite=args.nonfinite, keep_state=False),
                      on_progress=bar)
     finally:
         bar.close()

@@ -81,7 +81,7 @@ def track_states(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
     [[0, 2, 1, 0]]
     """
     levels = np.asarray(levels)
-    states = np.zeros(levels.shape, dtype=np.int64)
+    states = np.zeros(levels.shape, dtype=np.int8)         # at most 8 states: a byte per weight
     if not sm.dependent or levels.size == 0:
         return states
     table = np.asarray(sm.next_state, dtype=np.int64)
@@ -205,7 +205,7 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
         return _backtrack_chosen(cost, back_which, best_level, src_state, src_slot)
     prev = torch.zeros((C, S), dtype=torch.int64, device=dev)
     back_level = torch.empty((L, C, S), dtype=torch.int64, device=dev)
-    back_pred = torch.empty((L, C, S), dtype=torch.int64, device=dev)
+    back_pred = torch.empty((L, C, S), dtype=torch.uint8, device=dev)     # a state: at most 8
     is_q0 = quant == 0
     for j in range(L):
         if sm.dependent:
@@ -264,7 +264,7 @@ def _backtrack(cost, back_level, back_pred) -> torch.Tensor:
     rows = torch.arange(C, device=dev)
     for j in range(L - 1, -1, -1):
         out[:, j] = back_level[j, rows, s]
-        s = back_pred[j, rows, s]
+        s = back_pred[j, rows, s].long()
     return out
 
 
@@ -287,13 +287,16 @@ class TableRate:
     def fit(cls, levels: np.ndarray, sm: StateMachine, max_level: int = 24, device="cpu") -> "TableRate":
         levels = np.asarray(levels, dtype=np.int64).reshape(levels.shape[0], -1) if levels.ndim > 1 else \
             np.asarray(levels, dtype=np.int64).reshape(1, -1)
-        q = np.asarray(sm.quantizer)[track_states(levels, sm)] if sm.dependent else np.zeros_like(levels)
-        prev = np.zeros_like(levels)
-        prev[:, 1:] = levels[:, :-1]
-        pc = np.minimum(np.abs(prev), 2)
-        mag = np.minimum(np.abs(levels), max_level)
-        counts = np.zeros((2, 3, max_level + 1))
-        np.add.at(counts, (q, pc, mag), 1)
+        counts = np.zeros(2 * 3 * (max_level + 1))
+        rows = max(1, (1 << 18) // max(levels.shape[1], 1))    # a block of chains at a time: small temporaries
+        for i in range(0, levels.shape[0], rows):
+            block = levels[i:i + rows]
+            q = np.asarray(sm.quantizer, dtype=np.int64)[track_states(block, sm)] if sm.dependent else 0
+            pc = np.zeros(block.shape, dtype=np.int64)
+            pc[:, 1:] = np.minimum(np.abs(block[:, :-1]), 2)
+            idx = (q * 3 + pc) * (max_level + 1) + np.minimum(np.abs(block), max_level)
+            counts += np.bincount(idx.ravel(), minlength=counts.size)
+        counts = counts.reshape(2, 3, max_level + 1)
         # Laplace-like prior so unseen magnitudes stay reachable but expensive.
         prior = 0.5 * np.exp(-0.5 * np.arange(max_level + 1))
         counts = counts + prior

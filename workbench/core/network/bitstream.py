@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ class Entry:
     delta: bool = False
     coder: str = "cabac"
     data: bytes = b""
+    chains: int = 0         # rows of the coded levels; the levels themselves may be dropped once coded
 
 
 def code_levels(q: QuantizedTensor, coder: str) -> tuple[str, bytes]:
@@ -91,7 +93,7 @@ def pack_network(entries: list[Entry], quantizer_id: str, params: dict, base_has
         q = e.q
         mode = MODE_CODEBOOK if q.codebook is not None else MODE_SCALAR
         man += struct.pack("<BB", mode, 1 if e.delta else 0)
-        man += struct.pack("<IB", q.levels.shape[0], CODER_IDS[e.coder])
+        man += struct.pack("<IB", e.chains or q.levels.shape[0], CODER_IDS[e.coder])
         if mode == MODE_SCALAR:
             steps = np.asarray(q.steps, dtype="<f4").reshape(-1)
             man += struct.pack("<BI", q.states, steps.size) + steps.tobytes()
@@ -107,6 +109,12 @@ def pack_network(entries: list[Entry], quantizer_id: str, params: dict, base_has
 
 def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry]:
     """Parse the manifest and decode every tensor's levels (not yet dequantized)."""
+    return list(iter_network(c, max_elements))
+
+
+def iter_network(c: Container, max_elements: int = MAX_ELEMENTS) -> Iterator[Entry]:
+    """`unpack_network` one tensor at a time, so a caller that dequantizes each entry as it comes holds
+    one tensor's levels (int64, twice a float32 tensor) instead of the whole network's."""
     if c.kind is not PayloadKind.NETWORK or c.codec_id != CODEC_ID:
         raise BitstreamError(f"not a compressed network (payload kind {int(c.kind)}, codec {c.codec_id!r})")
     if c.params.get("format") != FORMAT:
@@ -126,7 +134,7 @@ def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry
     n = r.unpack("<I")[0]
     if n != len(c.streams) - 1 or n != c.params.get("tensors"):
         raise BitstreamError(f"manifest lists {n} tensors but the file holds {len(c.streams) - 1} streams")
-    entries, total, names = [], 0, set()
+    total, names = 0, set()
     for i in range(n):
         (ln,) = r.unpack("<H")
         if ln > MAX_NAME:
@@ -186,10 +194,9 @@ def unpack_network(c: Container, max_elements: int = MAX_ELEMENTS) -> list[Entry
             e.q = QuantizedTensor(levels=levels, steps=steps, states=states, codebook=cb, zero_index=z)
         else:
             raise BitstreamError(f"corrupted manifest: tensor {name!r} has unknown mode {mode}")
-        entries.append(e)
+        yield e
     if r.pos != len(r.data):
         raise BitstreamError("corrupted manifest: unexpected bytes after the last tensor")
-    return entries
 
 
 class _Reader:

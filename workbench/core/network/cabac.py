@@ -289,11 +289,23 @@ def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
     >>> abs(estimate_bits(lv, TCQ4) / (8 * len(encode_levels(lv, TCQ4))) - 1) < 0.01
     True
     """
-    from workbench.core.trellis import track_states
-
     lv = np.asarray(levels, dtype=np.int64)
     if lv.size == 0:
         return 8.0 * 6
+    # A large tensor is estimated a block of chains at a time (its contexts restart per block, a few
+    # bits each), so the estimate needs no more than a few arrays of one block.
+    rows = max(1, ESTIMATE_BLOCK // max(lv.shape[1], 1))
+    egk = best_egk(lv)
+    return 8.0 * 6 + sum(                         # 6 bytes: the Exp-Golomb order and the coder's flush
+        _block_bits(lv[i:i + rows], sm, egk) for i in range(0, lv.shape[0], rows))
+
+
+ESTIMATE_BLOCK = 1 << 18
+
+
+def _block_bits(lv: np.ndarray, sm: StateMachine, egk: int) -> float:
+    from workbench.core.trellis import track_states
+
     q = (np.asarray(sm.quantizer, dtype=np.int64)[track_states(lv, sm)] if sm.dependent
          else np.zeros_like(lv))
     prev = np.zeros_like(lv)
@@ -321,9 +333,8 @@ def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
             bits += _adaptive_cost(a[sel] > i)
     rem = a[a > NUM_GT] - NUM_GT - 1
     if rem.size:
-        egk = best_egk(lv)
         bits += float(np.sum(2 * np.floor(np.log2(rem / (1 << egk) + 1)) + 1 + egk))
-    return bits + 8.0 * 6                          # the Exp-Golomb byte and the range coder's flush
+    return bits
 
 
 def _adaptive_cost(bins: np.ndarray) -> float:

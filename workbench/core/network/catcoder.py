@@ -30,11 +30,10 @@ MAX_SPAN = 4096
 
 
 def _contexts(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
-    prev = np.zeros_like(levels)
-    prev[:, 1:] = levels[:, :-1]
-    ctx = (prev != 0).astype(np.int64)
+    ctx = np.zeros(levels.shape, dtype=np.int8)
+    ctx[:, 1:] = levels[:, :-1] != 0
     if sm.dependent:
-        ctx += 2 * np.asarray(sm.quantizer, dtype=np.int64)[track_states(levels, sm)]
+        ctx += 2 * np.asarray(sm.quantizer, dtype=np.int8)[track_states(levels, sm)]
     return ctx
 
 
@@ -76,19 +75,34 @@ def estimate_bytes(levels: np.ndarray, sm: StateMachine) -> int | None:
     True
     """
     lv = np.asarray(levels, dtype=np.int64)
-    ctx = _contexts(lv, sm)
-    bits = 0.0
-    tables = []
-    for c in range(4 if sm.dependent else 2):
-        sym = lv[ctx == c]
-        try:
-            t = _table(sym)
-        except ValueError:
+    n_ctx = 4 if sm.dependent else 2
+    if lv.size == 0:
+        return len(_header([_table(lv)] * n_ctx)) + 4
+    lo, hi = int(lv.min()), int(lv.max())
+    span = hi - lo + 1
+    if span > n_ctx * MAX_SPAN:          # some context's alphabet is larger than a table takes
+        return None
+    # counts per context, a block of chains at a time (contexts only look along a chain)
+    counts = np.zeros(n_ctx * span, dtype=np.int64)
+    rows = max(1, (1 << 18) // max(lv.shape[1], 1))
+    for i in range(0, lv.shape[0], rows):
+        block = lv[i:i + rows]
+        counts += np.bincount((_contexts(block, sm).astype(np.int64) * span + (block - lo)).ravel(),
+                              minlength=counts.size)
+    counts = counts.reshape(n_ctx, span)
+    bits, tables = 0.0, []
+    for c in range(n_ctx):
+        used = np.nonzero(counts[c])[0]
+        if used.size == 0:
+            tables.append(_table(np.zeros(0, dtype=np.int64)))
+            continue
+        a, b = int(used[0]), int(used[-1])
+        if b - a + 1 > MAX_SPAN:
             return None
+        t = CategoricalTable.from_counts(counts[c, a:b + 1], lo + a)
         tables.append(t)
-        if sym.size and len(t.freqs) > 1:
-            freq = np.asarray(t.freqs, dtype=np.float64)[sym - t.offset]
-            bits += float(np.sum(16.0 - np.log2(freq)))
+        if len(t.freqs) > 1:
+            bits += float(np.sum(counts[c, a:b + 1] * (16.0 - np.log2(np.asarray(t.freqs, dtype=np.float64)))))
     return len(_header(tables)) + 4 * (int(np.ceil(bits / 32)) + 1)
 
 

@@ -13,10 +13,11 @@ decoding refuses any other base.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from workbench.core.container import pack, unpack
 from workbench.core.errors import BitstreamError, OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.network import bitstream as bs
-from workbench.core.network.checkpoint import CheckpointError, StateDict, same_values, state_hash
+from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash, tensor_bytes
 from workbench.core.network.quantizers import (NET_QUANTIZERS, QuantInput, QuantizedTensor, choose_steps,
                                                as_chains, snr_db)
 from workbench.core.options import build
@@ -103,12 +104,15 @@ class NetResult:
 
 def compress_network_job(state: StateDict, quantizer: str = "uniform", options=None, *, coder: str = "auto",
                          base: StateDict | None = None, importance: StateDict | None = None, task=None,
-                         bias_bits: int = 16, nonfinite: str = "refuse") -> Job[NetResult]:
+                         bias_bits: int = 16, nonfinite: str = "refuse", keep_state: bool = True) -> Job[NetResult]:
     """Quantize and code `state`; yields quantizer and coding progress, returns a `NetResult`.
 
     Everything the file format or the quantizers cannot take is refused before any work: dtypes a
     `.wbn` cannot store, too many tensors or elements, NaN or infinite weights. With
     `nonfinite="raw"` a float tensor holding NaN or infinities is stored raw (exactly) instead.
+
+    The decoded network is returned in `NetResult.state`; with `keep_state=False` (and no task) each
+    decoded tensor is checked and dropped, so the job's memory stays near the model's own size.
 
     >>> from workbench.core.jobs import run
     >>> sd = {"w": torch.randn(4, 6), "b": torch.zeros(4), "n": torch.tensor(3)}
@@ -139,52 +143,68 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
             raw[name] = t
     imp = _importance(importance, main)
     acc_before = task.accuracy(state) if task is not None else None
-    out = yield from qcls().run(QuantInput(main, others, imp, task, base is not None), opts)
+    done: dict[str, bs.Entry] = {}
+    digests: dict[str, bytes] = {}
+    snrs: dict[str, float] = {}
 
-    qmap: dict[str, QuantizedTensor] = dict(out.tensors)
+    def code(name: str, q: QuantizedTensor) -> None:
+        """Code each tensor as soon as it is quantized and keep only its bytes and a digest of its
+        reconstruction: the levels (int64, twice a float32 tensor) and values of one tensor at a
+        time are ever held, so the job needs little more memory than the model itself."""
+        _check_levels(name, q)
+        t = state[name]
+        e = bs.Entry(name, tuple(t.shape), t.dtype, delta=base is not None, chains=q.levels.shape[0])
+        e.coder, e.data = bs.code_levels(q, coder)
+        e.q = q
+        rec = _reconstruct(e, base)
+        e.q = replace(q, levels=None)
+        snrs[name] = snr_db(_as_numpy(t), _as_numpy(rec))
+        digests[name] = _digest(rec)
+        done[name] = e
+
+    out = yield from qcls().run(QuantInput(main, others, imp, task, base is not None, sink=code), opts)
+    for name, q in out.tensors.items():      # a quantizer that does not use the sink
+        code(name, q)
     for name, t in out.others.items():
         w2 = as_chains(t.float())
         steps = choose_steps(w2, 0.0, 0, bias_bits, False)
-        lv = torch.round(w2.double() / float(steps[0])).long().numpy()
-        qmap[name] = QuantizedTensor(levels=lv, steps=steps, states=0)
-    for name, q in qmap.items():
-        _check_levels(name, q)
-
-    entries, recon = [], {}
-    total = len(state)
-    for i, (name, t) in enumerate(state.items()):
-        e = bs.Entry(name, tuple(t.shape), t.dtype, delta=base is not None and name in qmap)
-        if name in qmap:
-            e.q = qmap[name]
-            e.coder, e.data = bs.code_levels(e.q, coder)
-        else:
-            e.raw = raw[name]
-        recon[name] = _reconstruct(e, base)
-        entries.append(e)
-        yield Progress(i + 1, total, f"coding {name}")
+        code(name, QuantizedTensor(levels=torch.round(w2.double() / float(steps[0])).long().numpy(),
+                                   steps=steps, states=0))
+        yield Progress(len(done), len(state), f"coding {name}")
+    del main, others
+    entries = []
+    for name, t in state.items():
+        if name not in done:
+            done[name] = bs.Entry(name, tuple(t.shape), t.dtype, raw=raw[name])
+            digests[name] = _digest(raw[name])
+        entries.append(done[name])
     base_hash = state_hash(base) if base is not None else None
     params = {"coder": coder, "bias_bits": bias_bits, **{k: v for k, v in asdict(opts).items()}}
     data = pack(bs.pack_network(entries, quantizer, params, base_hash))
+    sizes = {e.name: len(e.data) if e.q is not None else e.raw.numel() * e.raw.element_size() for e in entries}
+    for e in entries:
+        e.data = b""                              # the file holds them now
     encode_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    decoded = decompress_network(data, base)
-    decode_s = time.perf_counter() - t1
-    for name, t in recon.items():
-        if not same_values(decoded[name], t):
+    recon: StateDict = {}
+    for name, t in _decoded(data, base):           # what a receiver gets is what is reported and measured
+        if _digest(t) != digests[name]:
             raise BitstreamError(f"internal error: decoding {name!r} does not reproduce the encoder's values")
+        if keep_state or task is not None:
+            recon[name] = t
+    decode_s = time.perf_counter() - t1
 
     rows = []
-    for e in entries:
-        n = max(math.prod(e.shape) if e.shape else 1, 1)
-        size = len(e.data) if e.q is not None else e.raw.numel() * e.raw.element_size()
+    for e, (name, t) in zip(entries, state.items()):
+        n = max(t.numel(), 1)
+        size = sizes[name]
         rows.append(TensorSummary(
             name=e.name, shape=e.shape, dtype=str(e.dtype).replace("torch.", ""), parameters=n,
             mode="raw" if e.q is None else ("codebook" if e.q.codebook is not None else
                                             ("tcq" if e.q.states else "scalar")),
             coder="-" if e.q is None else e.coder, bytes=size, bits_per_weight=8 * size / n,
-            snr_db=float("inf") if e.q is None else
-            snr_db(state[e.name].detach().double().numpy(), recon[e.name].double().numpy())))
+            snr_db=snrs.get(name, float("inf"))))
     acc_after = task.accuracy(recon) if task is not None else None
     return NetResult(data=data, rows=rows, quantizer=quantizer, options=dict(params), coder=coder,
                      parameters=sum(max(t.numel(), 0) for t in state.values()), accuracy_before=acc_before,
@@ -194,8 +214,12 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
 
 def decompress_network(data: bytes, base: StateDict | None = None, *, max_elements: int = bs.MAX_ELEMENTS) -> StateDict:
     """Decode a `.wbn` payload to a state dict with the original keys, shapes and dtypes."""
+    return dict(_decoded(data, base, max_elements))
+
+
+def _decoded(data: bytes, base: StateDict | None, max_elements: int = bs.MAX_ELEMENTS):
+    """(name, tensor) pairs of a `.wbn` payload, decoded and dequantized one tensor at a time."""
     c = unpack(data)
-    entries = bs.unpack_network(c, max_elements)
     if c.params.get("delta"):
         if base is None:
             raise BitstreamError(f"this file codes a difference to a base checkpoint (SHA-256 "
@@ -206,7 +230,8 @@ def decompress_network(data: bytes, base: StateDict | None = None, *, max_elemen
                                  f"the given base has {h.hex()[:16]}...")
     else:
         base = None
-    return {e.name: _reconstruct(e, base) for e in entries}
+    for e in bs.iter_network(c, max_elements):
+        yield e.name, _reconstruct(e, base)
 
 
 def _reconstruct(e: bs.Entry, base: StateDict | None) -> torch.Tensor:
@@ -281,6 +306,21 @@ def _check_levels(name: str, q: QuantizedTensor) -> None:
     if q.levels.size and (q.levels.max() > MAX_LEVEL or q.levels.min() < -MAX_LEVEL):
         raise OptionError(f"tensor {name!r}: the quantization step is too small for its values (levels "
                           f"beyond ±{MAX_LEVEL}); use a larger step, QP or fewer bits")
+
+
+def _digest(t: torch.Tensor) -> bytes:
+    """SHA-256 of dtype, shape and bytes: equal digests, bit-identical tensors (NaN included)."""
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    flat = t.detach().contiguous().reshape(-1)
+    for i in range(0, max(flat.numel(), 1), 1 << 20):
+        h.update(tensor_bytes(flat[i:i + (1 << 20)]))
+    return h.digest()
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """float32 and float64 as they are (no copy); half types widened to float32."""
+    t = t.detach()
+    return (t if t.dtype in (torch.float32, torch.float64) else t.float()).numpy()
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -45,7 +46,14 @@ class QuantizedTensor:
     def values(self) -> np.ndarray:
         if self.codebook is not None:
             return self.codebook[self.levels + self.zero_index].astype(np.float32)
-        return trellis.dequantize(self.levels, self.steps, trellis.machine(self.states))
+        # a block of chains at a time (chains are independent): the integer temporaries stay small
+        out = np.empty(self.levels.shape, dtype=np.float32)
+        steps = np.asarray(self.steps, dtype=np.float32).reshape(-1)
+        rows = max(1, SEARCH_CHUNK // max(self.levels.shape[-1], 1)) if self.levels.ndim == 2 else len(out)
+        for i in range(0, len(out), rows):
+            out[i:i + rows] = trellis.dequantize(self.levels[i:i + rows], steps if steps.size == 1 else
+                                                 steps[i:i + rows], trellis.machine(self.states))
+        return out
 
     @property
     def machine(self) -> trellis.StateMachine:
@@ -64,6 +72,15 @@ class QuantInput:
     importance: dict[str, torch.Tensor] = field(default_factory=dict)
     task: object | None = None
     delta: bool = False
+    sink: Callable[[str, "QuantizedTensor"], None] | None = None
+    """Takes each tensor as soon as it is quantized (the compression job codes it at once and drops its
+    levels); a quantizer that calls it leaves the tensor out of its `QuantOutput`."""
+
+    def emit(self, out: dict, name: str, q: "QuantizedTensor") -> None:
+        if self.sink is None:
+            out[name] = q
+        else:
+            self.sink(name, q)
 
 
 @dataclass
@@ -88,10 +105,15 @@ def choose_steps(w2: torch.Tensor, step: float, qp: int, bits: int, per_channel:
     return np.where(s > 0, s, np.float32(1.0)).astype(np.float32)
 
 
-def snr_db(ref: np.ndarray, rec: np.ndarray) -> float:
-    ref = np.asarray(ref, dtype=np.float64)
-    err = float(np.sum((ref - np.asarray(rec, dtype=np.float64)) ** 2))
-    sig = float(np.sum(ref ** 2))
+def snr_db(ref: np.ndarray, rec: np.ndarray, chunk: int = 1 << 20) -> float:
+    """In slices of `chunk` values, so a large tensor needs no float64 copies of its own size."""
+    a, b = np.asarray(ref).reshape(-1), np.asarray(rec).reshape(-1)
+    sig = err = 0.0
+    for i in range(0, a.size, chunk):
+        x = a[i:i + chunk].astype(np.float64)
+        sig += float(np.dot(x, x))
+        d = x - b[i:i + chunk]
+        err += float(np.dot(d, d))
     if err == 0:
         return float("inf")
     return 10 * math.log10(sig / err) if sig > 0 else float("-inf")
@@ -99,7 +121,12 @@ def snr_db(ref: np.ndarray, rec: np.ndarray) -> float:
 
 def entropy_bits(levels: np.ndarray) -> float:
     """Order-0 empirical entropy in bits per element (the progress curve's 'entropy')."""
-    _, cnt = np.unique(np.asarray(levels).ravel(), return_counts=True)
+    lv = np.asarray(levels).ravel()
+    if lv.size == 0:
+        return 0.0
+    lo = int(lv.min())
+    cnt = np.bincount(lv - lo) if int(lv.max()) - lo < 1 << 20 else np.unique(lv, return_counts=True)[1]
+    cnt = cnt[cnt > 0]
     p = cnt / cnt.sum()
     return float(-(p * np.log2(p)).sum()) if cnt.size else 0.0
 
@@ -141,14 +168,15 @@ class _Scalar:
             steps = choose_steps(w2, opts.step, opts.qp, opts.bits, opts.per_channel)
             f2 = inp.importance.get(name)
             levels = self.quantize_one(w2, steps, opts, None if f2 is None else as_chains(f2))
-            qt = QuantizedTensor(levels=levels.astype(np.int64), steps=steps, states=self.states)
-            out[name] = qt
+            qt = QuantizedTensor(levels=levels.astype(np.int64, copy=False), steps=steps, states=self.states)
             h = entropy_bits(levels)
             bits += h * levels.size
             n += levels.size
-            yield Progress(i + 1, total, f"{self.name}: {name}", metrics={
-                "entropy": h, "total_rate": bits, "bits_per_weight": bits / max(n, 1),
-                "snr_db": snr_db(w2.numpy(), qt.values())})
+            metrics = {"entropy": h, "total_rate": bits, "bits_per_weight": bits / max(n, 1),
+                       "snr_db": snr_db(w2.numpy(), qt.values())}
+            inp.emit(out, name, qt)
+            del qt, levels
+            yield Progress(i + 1, total, f"{self.name}: {name}", metrics=metrics)
         return QuantOutput(out, dict(inp.others))
 
 
@@ -170,7 +198,12 @@ class UniformQuantizer(_Scalar):
                    "other quantizers are measured against.")
 
     def quantize_one(self, w2, steps, opts, f2):
-        return torch.round(w2.double() / torch.from_numpy(steps).double().view(-1, 1)).long().numpy()
+        st = torch.from_numpy(steps).double().view(-1, 1)
+        out = np.empty(w2.shape, dtype=np.int64)
+        rows = max(1, SEARCH_CHUNK // max(w2.shape[1], 1))
+        for i in range(0, w2.shape[0], rows):
+            out[i:i + rows] = torch.round(w2[i:i + rows].double() / (st if st.shape[0] == 1 else st[i:i + rows]))
+        return out
 
 
 @dataclass(frozen=True)
@@ -206,11 +239,24 @@ class RDOQuantizer(_Scalar):
     def quantize_one(self, w2, steps, opts, f2):
         sm = trellis.machine(self.states)
         u = w2.double() / torch.from_numpy(steps).double().view(-1, 1)
-        levels = trellis.viterbi(u, 0.0, trellis.TableRate.flat(), sm, f2)
+        levels = _search(u, 0.0, trellis.TableRate.flat(), sm, f2)
         for _ in range(opts.passes):
-            rate = trellis.TableRate.fit(levels.numpy(), sm)
-            levels = trellis.viterbi(u, opts.lam, rate, sm, f2)
-        return levels.numpy()
+            levels = _search(u, opts.lam, trellis.TableRate.fit(levels, sm), sm, f2)
+        return levels
+
+
+SEARCH_CHUNK = 1 << 18
+"""Weights per Viterbi call: the search keeps ~200 bytes per weight (candidates, costs, survivors), so
+a long tensor is searched a block of chains at a time (chains are independent: same result)."""
+
+
+def _search(u: torch.Tensor, lam: float, rate, sm: trellis.StateMachine, f2: torch.Tensor | None) -> np.ndarray:
+    rows = max(1, SEARCH_CHUNK // max(u.shape[1], 1))
+    out = np.empty(u.shape, dtype=np.int64)
+    for i in range(0, u.shape[0], rows):
+        out[i:i + rows] = trellis.viterbi(u[i:i + rows], lam, rate, sm,
+                                          None if f2 is None else f2[i:i + rows]).numpy()
+    return out
 
 
 @dataclass(frozen=True)
@@ -288,8 +334,24 @@ class SoftToHardVQ:
 
     def run(self, inp: QuantInput, opts) -> Job[QuantOutput]:
         torch.manual_seed(0)
-        task = inp.task if (opts.finetune and inp.task is not None and not inp.delta) else None
-        weights = {k: v.detach().float().clone() for k, v in inp.main.items()}
+        task = inp.task if (opts.finetune and inp.task is not None and not inp.delta
+                            and hasattr(inp.task, "loss")) else None
+        gen = torch.Generator().manual_seed(0)
+        imp = {k: (inp.importance[k].float().reshape(-1) if k in inp.importance else None) for k in inp.main}
+        if task is not None:
+            weights = {k: v.detach().float().clone() for k, v in inp.main.items()}
+        else:
+            # Only the centres move: each tensor's are fitted on a fixed sample of its weights, so the
+            # work and memory per step do not grow with the network (a transformer's 30 M weights).
+            weights = {}
+            for k, v in inp.main.items():
+                flat = v.detach().reshape(-1)
+                if flat.numel() > SHVQ_SAMPLE:
+                    pick = torch.randint(flat.numel(), (SHVQ_SAMPLE,), generator=gen)
+                    flat = flat[pick]
+                    imp[k] = None if imp[k] is None else imp[k][pick]
+                weights[k] = flat.float()
+        counts = {k: v.numel() for k, v in inp.main.items()}
         others = {k: v.detach().float().clone() for k, v in inp.others.items()}
         scale = {k: float(v.std()) if v.numel() > 1 and float(v.std()) > 0 else 1.0 for k, v in weights.items()}
         centers = {k: torch.nn.Parameter(_kmeans_init(v.reshape(-1), opts.centers)) for k, v in weights.items()}
@@ -300,9 +362,7 @@ class SoftToHardVQ:
                     v.requires_grad_(True)
             params += list(weights.values()) + list(others.values())
         opt = torch.optim.Adam(params, lr=opts.lr)
-        n_total = sum(v.numel() for v in weights.values())
-        imp = {k: (inp.importance[k].float().reshape(-1) if k in inp.importance else None) for k in weights}
-        gen = torch.Generator().manual_seed(0)
+        n_total = sum(counts.values())
         iters = max(int(opts.iters), 0)
         for it in range(iters):
             sigma = opts.sigma0 * (opts.sigma1 / opts.sigma0) ** (it / max(iters - 1, 1))
@@ -316,32 +376,40 @@ class SoftToHardVQ:
                 d2 = ((flat[:, None] - c[None, :]) / scale[k]) ** 2
                 phi = torch.softmax(-sigma * d2, 1)
                 soft = phi @ c
-                hard = c[d2.argmin(1)]
-                q = soft + (hard - soft).detach()
                 hist = phi.mean(0)
-                rate = rate + flat.numel() * -(hist * torch.log2(hist + 1e-12)).sum()
                 if task is None:
+                    # the loss is a sum over tensors: each one's part is differentiated at once, so
+                    # the graph of one tensor at a time is held (the same gradients as one backward)
                     err = (flat - soft) ** 2 / scale[k] ** 2
-                    dist = dist + (err if imp[k] is None else err * imp[k]).sum()
-                qw[k] = q.reshape(w.shape)
+                    part = (err if imp[k] is None else err * imp[k]).sum() * (counts[k] / flat.numel())
+                    part_rate = counts[k] * -(hist * torch.log2(hist + 1e-12)).sum()
+                    (part / n_total + opts.lam * part_rate / n_total).backward()
+                    dist = dist + float(part)
+                    rate = rate + float(part_rate)
+                else:
+                    rate = rate + counts[k] * -(hist * torch.log2(hist + 1e-12)).sum()
+                    hard = c[d2.argmin(1)]
+                    qw[k] = (soft + (hard - soft).detach()).reshape(w.shape)
             rate = rate / n_total
             if task is None:
                 loss = dist / n_total + opts.lam * rate
             else:
                 loss = task.loss({**qw, **others}, generator=gen) + opts.lam * rate
-            loss.backward()
+                loss.backward()
             opt.step()
             if (it + 1) % 10 == 0 or it + 1 == iters:
-                metrics = {"sigma": sigma, "entropy": float(rate.detach()), "loss": float(loss.detach())}
+                metrics = {"sigma": sigma, "entropy": float(rate), "loss": float(loss)}
                 if task is not None and opts.eval_every and (it + 1) % opts.eval_every == 0:
                     metrics["accuracy"] = task.accuracy({**{k: v.detach() for k, v in qw.items()},
                                                          **{k: v.detach() for k, v in others.items()}})
                 yield Progress(it + 1, iters, "soft-to-hard VQ", metrics=metrics)
         out = {}
-        for k, w in weights.items():
+        for k in inp.main:
+            w = weights[k] if task is not None else inp.main[k]
+            weights[k] = None
             flat = w.detach().reshape(-1)
             c = centers[k].detach()
-            idx = ((flat[:, None] - c[None, :]) ** 2).argmin(1)
+            idx = torch.cat([((part.float()[:, None] - c[None, :]) ** 2).argmin(1) for part in flat.split(1 << 18)])
             used = torch.unique(idx)
             cb = c[used].numpy().astype(np.float32)
             order = np.argsort(cb, kind="stable")
@@ -350,8 +418,14 @@ class SoftToHardVQ:
             remap[used.numpy()[order]] = np.arange(cb.size)
             z = int(np.argmin(np.abs(cb)))
             levels = remap[idx.numpy()] - z
-            out[k] = QuantizedTensor(levels=levels.reshape(as_chains(w).shape), codebook=cb, zero_index=z)
+            del idx
+            inp.emit(out, k, QuantizedTensor(levels=levels.reshape(as_chains(w).shape), codebook=cb, zero_index=z))
+            del levels
         return QuantOutput(out, {k: v.detach() for k, v in others.items()})
+
+
+SHVQ_SAMPLE = 1 << 16
+"""Weights per tensor the centres are fitted on when only they move (no task to finetune with)."""
 
 
 def _kmeans_init(flat: torch.Tensor, n: int, iters: int = 15) -> torch.Tensor:
