@@ -13,6 +13,7 @@ from workbench.core.learned.catalog import model_choices
 from workbench.core.learned.run_folder import RunSpec
 from workbench.ui.codec_panel import ModelEditor
 from workbench.ui.train_view import SAMPLES, TrainView
+from qt_drops import drop
 
 WAIT_MS = 180_000
 TINY = dict(model="hyperprior", channels=8, latent_channels=8, lambdas="0.01,0.05", steps=4, batch=2, crop=64,
@@ -55,6 +56,7 @@ def test_a_run_set_up_in_the_window_trains_shows_its_curves_and_becomes_a_model_
     view.set_spec(tiny())
     assert not view.surrogate_box.isHidden() and "tau_steps" in view.surrogate_form.editors     # SUA's options
     assert not view.form.layout().isRowVisible(view.form.editors["vq_centers"])             # SHVQ's are hidden
+    assert view.shvq_box.isHidden()
     view.set_run_folder(tmp_path / "run")
     line = view.copy_command()
     assert line == run_folder.shell_line(view.spec(), tmp_path / "run") == QGuiApplication.clipboard().text()
@@ -139,3 +141,37 @@ def test_bad_settings_are_refused_in_one_line_before_anything_starts(qtbot, sett
     view.images_edit.setText("")
     assert not view.start() and view.message.text() == "choose a folder of images to learn from."
     assert not view.is_running() and view.run_dir is None
+    drop(view, [tmp_path])                               # a folder of images dropped on the tab is learned from
+    assert view.images_edit.text() == str(tmp_path) and view.run_dir is None
+
+
+def test_watch_a_codec_learn_says_in_one_sentence_how_size_and_quality_changed(qtbot, settings, tmp_path,
+                                                                                monkeypatch):
+    from workbench.ui import train_view
+    monkeypatch.setattr(train_view, "DEMO_OPTIONS", {**TINY, "lambdas": "0.013", "validate_every": 3})
+    monkeypatch.setattr(train_view, "DEMO_SURROGATE", ("sua", {"tau_steps": 4}))
+    view = open_view(qtbot, settings, tmp_path)
+    with qtbot.waitSignal(view.run_ended, timeout=WAIT_MS) as ended:
+        assert view.run_demo()
+    assert ended.args[0] == "finished" and view.run_dir.parent == tmp_path / "runs"
+    first, *_, last = preview.read_previews(view.run_dir)
+    assert (first["step"], last["step"]) == (0, 4)
+    assert view.summary.startswith("In ") and view.message.text() == view.summary
+    assert f"(4 steps) the held-out crop went from {first['bpp']:.3f} bpp at {first['psnr']:.1f} dB to " \
+           f"{last['bpp']:.3f} bpp at {last['psnr']:.1f} dB: " in view.summary
+
+
+def test_the_soft_to_hard_vq_schedule_is_a_form_that_becomes_the_cli_option(qtbot, settings, tmp_path):
+    view = open_view(qtbot, settings, tmp_path)
+    run = tmp_path / "shvq-run"
+    run.mkdir()
+    run_folder.save_spec(run, tiny(model="dct-shvq", vq_centers=16, vq_options="sigma_growth=0.05,gap_decay_steps=100"))
+    drop(view, [run])                                    # a run folder dropped on the tab opens that run
+    assert view.run_dir == run and view.start_button.text() == "Start"     # no checkpoint yet
+    assert not view.shvq_box.isHidden() and view.form.layout().isRowVisible(view.form.editors["vq_centers"])
+    assert view.shvq_form.values()["sigma_growth"] == 0.05 and view.shvq_form.values()["gap_decay_steps"] == 100
+    view.shvq_form.set_values({"gap_end": 0.01})
+    spec = view.spec()
+    assert spec.options["vq_centers"] == 16
+    assert spec.options["vq_options"] == "sigma_growth=0.05,gap_end=0.01,gap_decay_steps=100"
+    assert "--vq-options=sigma_growth=0.05,gap_end=0.01,gap_decay_steps=100" in run_folder.shell_line(spec, "r")

@@ -28,8 +28,10 @@ from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import preview, run_folder
 from workbench.core.learned.catalog import remember_model
+from workbench.core.learned.kinds.shvq import parse_vq_options
 from workbench.core.learned.quantizers import SURROGATES
 from workbench.core.learned.run_folder import RunSpec
+from workbench.core.learned.shvq import SHVQOptions
 from workbench.core.learned.train import TrainOptions
 from workbench.core.options import build, specs
 from workbench.ui.codec_panel import OptionsForm, make_editor
@@ -41,8 +43,9 @@ POLL_MS = 250
 #: What the curves show, in this order (progress.jsonl holds more: mse, skipped steps, soft PSNR ...).
 CURVES = ("loss", "bpp", "entropy", "psnr", "ms_ssim", "temperature", "sigma", "gap", "val_bpp_hard",
           "val_psnr_hard", "mismatch_bpp", "mismatch_psnr")
-#: Options that mean something for one model kind only.
-SHVQ_ROWS = ("vq_dim", "vq_centers", "vq_options")
+#: Options that mean something for dct-shvq only; its `vq_options` text is edited as a form of SHVQOptions.
+SHVQ_ROWS = ("vq_dim", "vq_centers")
+SHVQ_OWN = ("dim", "centers")          # SHVQOptions' fields that TrainOptions has as vq_dim and vq_centers
 #: "Watch a codec learn": a small hyperprior trained from scratch at one λ on the bundled photograph. A step
 #: with its share of the validations costs 38 ms of one CPU core (200 steps: 7.6 s), so 3000 steps take about
 #: two minutes on two cores; the tab's time per step and ETA say how long they really take.
@@ -175,6 +178,14 @@ class TrainView(QWidget):
         self.surrogate_form = OptionsForm()
         s.addWidget(self.surrogate_form)
         w.addWidget(self.surrogate_box)
+        self.shvq_box = QGroupBox("Soft-to-hard VQ: σ schedule")
+        self.shvq_form = OptionsForm()
+        self.shvq_form.build(SHVQOptions)
+        for name in SHVQ_OWN:
+            self.shvq_form.layout().setRowVisible(self.shvq_form.editors[name], False)
+        self.form.layout().setRowVisible(self.form.editors["vq_options"], False)
+        QVBoxLayout(self.shvq_box).addWidget(self.shvq_form)
+        w.addWidget(self.shvq_box)
         v.addWidget(what)
         v.addStretch(1)
         scroll = QScrollArea()
@@ -275,6 +286,7 @@ class TrainView(QWidget):
                 return False
         self.run_dir = folder
         self.run_edit.setText(str(folder))
+        self._demo_started = self._threads = None          # the demo sets them again for its own folder
         self._reset_watch()
         if spec is not None:
             self.set_spec(spec)
@@ -290,12 +302,21 @@ class TrainView(QWidget):
         self._model_changed()
         self._quantizer_changed()
         self.surrogate_form.set_values(spec.surrogate_options)
+        try:
+            self.shvq_form.set_values(dataclasses.asdict(parse_vq_options(spec.options.get("vq_options", ""), 1, 64)))
+        except WorkbenchError:
+            pass                                     # a stale option string: the schedule's defaults
         if spec.data:
             self.set_images(spec.data[0] if len(spec.data) == 1 else os.pathsep.join(spec.data))
 
     def spec(self) -> RunSpec:
         """The run the form describes; OptionError names a value that does not build."""
-        opts = build(TrainOptions, self.form.values())
+        values = self.form.values()
+        if values["model"] == "dct-shvq":
+            vq = build(SHVQOptions, self.shvq_form.values())
+            values["vq_options"] = ",".join(f"{f.name}={getattr(vq, f.name)!r}" for f in dataclasses.fields(vq)
+                                            if f.name not in SHVQ_OWN and getattr(vq, f.name) != f.default)
+        opts = build(TrainOptions, values)
         sur = build(SURROGATES.get(opts.quantizer).Options, self.surrogate_form.values())
         folders = tuple(p for p in self.images_edit.text().split(os.pathsep) if p.strip())
         if not folders:
@@ -307,6 +328,7 @@ class TrainView(QWidget):
         layout: QFormLayout = self.form.layout()
         for name in SHVQ_ROWS:
             layout.setRowVisible(self.form.editors[name], shvq)
+        self.shvq_box.setVisible(shvq)
 
     def _quantizer_changed(self) -> None:
         cls = SURROGATES.get(self.form.values()["quantizer"])
@@ -457,7 +479,6 @@ class TrainView(QWidget):
         else:
             self._say(f"Finished: {self._step} steps. “Use this model” makes it a codec of the Compare tab.")
         self._demo_started = None
-        self._threads = None
 
     # ----- watching
     def poll(self) -> None:
@@ -542,8 +563,8 @@ class TrainView(QWidget):
         self.cancel_button.setEnabled(running)
         self.use_button.setEnabled(has_checkpoint and not running and not self._exporter.is_running())
         self.demo_button.setEnabled(not running)
-        self.form.setEnabled(not running)
-        self.surrogate_form.setEnabled(not running)
+        for form in (self.form, self.surrogate_form, self.shvq_form):
+            form.setEnabled(not running)
 
     # ----- the result
     def copy_command(self) -> str:
