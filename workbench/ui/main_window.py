@@ -632,6 +632,13 @@ class HelpDialog(QDialog):
                 "accuracy before and after. <b>Save compressed .wbn</b> writes the compressed file and then decodes "
                 "it back from disk to check that every tensor comes back as expected; <b>Save decoded "
                 "checkpoint</b> writes the decoded weights as an ordinary checkpoint.</p>",
+                "<h2>Training a codec</h2>",
+                "<p>The <b>Train</b> tab trains a learned codec on a folder of images (drop one on the tab) while you "
+                "watch its curves and a held-out crop decoded as the coder would send it. <b>Pause</b> stops after a "
+                "checkpoint and <b>Resume</b> continues; closing the window pauses a running training and it "
+                "continues when the window opens again. <b>Copy CLI command</b> gives the same training as a "
+                "<code>workbench train</code> line; <b>Use this model</b> adds the result to the Compare tab's model "
+                "list. <b>Watch a codec learn</b> trains a small codec from scratch on the sample photograph.</p>",
                 "<h2>What the numbers mean</h2><dl>"]
         html += [f"<dt><b>{title}</b></dt><dd>{text}</dd>" for title, text in terms]
         html += ["</dl><h2>Keyboard</h2><table>"]
