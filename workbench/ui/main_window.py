@@ -39,9 +39,11 @@ ICONS = (RESOURCES / "icons" / "workbench.svg", RESOURCES / "icons" / "workbench
 DEMO_CONTENDERS = ("bpg", "hevc", "avif", "jxl", "webp", "jpeg2000")
 DEMO_ANCHOR, DEMO_ANCHOR_QUALITY = "jpeg", 50
 MAX_RECENT = 10
-#: Slow imports (torch, scipy) that the first encode and the RD and Live tabs need. They are imported in
-#: the background once the window is up, so the window appears about two seconds sooner.
-PRELOAD = ("workbench.core.compress", "workbench.core.bench", "scipy.signal")
+#: Slow imports that the first encode and the RD and Live tabs need. They are imported in the background once
+#: the window is up, so the window appears about two seconds sooner. matplotlib draws the RD report's plot at
+#: the end of a sweep: imported there, in the sweep's thread, it held the interpreter lock for 0.4-0.55 s.
+PRELOAD = ("workbench.core.compress", "workbench.core.bench", "scipy.signal", "matplotlib.backends.backend_agg",
+           "matplotlib.figure")
 APP_NAME = "Compression Workbench"
 
 
@@ -103,7 +105,7 @@ class MainWindow(QMainWindow):
         if not self._tabs_requested:
             self._tabs_requested = True
             self.show_status("Loading the compression libraries…")
-            self.worker.submit("preload", _preload, on_done=lambda _: self._add_optional_tabs(),
+            self.worker.submit("preload", partial(preload, PRELOAD), on_done=lambda _: self._add_optional_tabs(),
                                on_error=lambda _: self._add_optional_tabs())
 
     def _add_optional_tabs(self) -> None:
@@ -582,8 +584,8 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _preload() -> None:
-    for name in PRELOAD:
+def preload(names: Iterable[str]) -> None:
+    for name in names:
         importlib.import_module(name)
 
 

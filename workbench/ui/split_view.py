@@ -103,7 +103,10 @@ class SplitView(QWidget):
         self._decoded[index] = decoded
         self._captions[index] = caption
         self._marks[index] = ""
-        self._refresh_pixmaps()
+        if self._heat:                              # one scale for both maps: both change
+            self._refresh_pixmaps()
+        elif self._original is not None:            # the other side's picture is unchanged: not converted again
+            self._pixmaps[index] = to_pixmap(self._original if decoded is None else decoded)
         self.update()
 
     def caption(self, index: int) -> str:
