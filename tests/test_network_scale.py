@@ -1,6 +1,8 @@
 """Networks at transformer scale: the summary table, the coder choice, memory, steps, calibration."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from workbench.cli import main as cli
 from workbench.core.jobs import run
 from workbench.core.network import bitstream as bs
 from workbench.core.network import cabac, catcoder, encoder
-from workbench.core.network.checkpoint import load_checkpoint
+from workbench.core.network.checkpoint import load_checkpoint, tensor_bytes
 from workbench.core.network.compress import compress_network_job, decompress_network
 from workbench.core.network.quantizers import QuantizedTensor
 
@@ -100,3 +102,53 @@ def test_long_tensors_are_searched_in_blocks_of_chains_with_the_same_result(monk
     whole = decompress_network(run(compress_network_job(sd, quantizer, opts)).data)["w"]
     monkeypatch.setattr(quantizers, "SEARCH_CHUNK", 120)      # blocks of 2 chains
     assert torch.equal(decompress_network(run(compress_network_job(sd, quantizer, opts)).data)["w"], whole)
+
+
+def test_default_step_is_not_coarsened_by_one_outlier_weight():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 64, generator=g) * 0.02
+    w[0, 0] = 5.0                                               # 250 standard deviations
+    back = decompress_network(run(compress_network_job({"w": w}, "uniform")).data)["w"]
+    rest = torch.ones_like(w, dtype=torch.bool)
+    rest[0, 0] = False
+    err = (back - w)[rest].square().mean() / w[rest].square().mean()
+    assert 10 * torch.log10(1 / err) > 20                       # max-scaled 6 bits rounds them all to zero
+    assert abs(float(back[0, 0]) - 5.0) < 0.01
+
+
+OLD_FILES = {  # SHA-256 of names, dtypes and values decoded by the version that wrote them (before issue 18)
+    "net-shvq-cabac.wbn": "702362bba9c5493a8ab347e99b05f649522525c7356ddc4991e6fed73e453d0d",
+    "net-shvq-categorical.wbn": "702362bba9c5493a8ab347e99b05f649522525c7356ddc4991e6fed73e453d0d",
+    "net-tcq-cabac.wbn": "0160deb2709ee4ae4959c74eaed03c4b2457d85cb2bf85e301d47039f74b2801",
+    "net-tcq-categorical.wbn": "0160deb2709ee4ae4959c74eaed03c4b2457d85cb2bf85e301d47039f74b2801",
+    "net-uniform-cabac.wbn": "619c9132ba99c323cf2c96a2eb578278a5738ad625c28553b09ab43bf478a305",
+    "net-uniform-categorical.wbn": "619c9132ba99c323cf2c96a2eb578278a5738ad625c28553b09ab43bf478a305",
+    "net-delta.wbn": "8a2cab76546a836b647b8a36a552925868a4549351bf0e86feaf716a737c0f85",
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_FILES))
+def test_files_of_earlier_versions_decode_to_the_same_values(name):
+    data = Path(__file__).parent / "data" / "fuzz"
+    base = load_checkpoint(data / "base.safetensors") if "delta" in name else None
+    h = hashlib.sha256()
+    for k, v in decompress_network((data / name).read_bytes(), base).items():
+        h.update(k.encode())
+        h.update(str(v.dtype).encode())
+        h.update(tensor_bytes(v))
+    assert h.hexdigest() == OLD_FILES[name]
+
+
+def test_calibrated_steps_buy_fidelity_at_the_same_rate(tmp_path, capsys):
+    cfg = encoder.EncoderConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=128, max_position_embeddings=64)
+    sd = encoder.make_test_encoder(cfg)
+    folder = encoder.save_folder(sd, cfg, tmp_path / "bert")
+    task = encoder.task_for_folder(folder, sd)
+    cal = encoder.task_for_folder(folder, sd, seed=encoder.CALIBRATION_SEED)
+    assert not torch.equal(cal.ids, task.ids)                  # calibrated on other inputs than scored on
+    plain = run(compress_network_job(sd, "uniform", {"qp": -20}, task=task))
+    tuned = run(compress_network_job(sd, "uniform", {"qp": -16}, task=task, calibration=cal))
+    assert len(tuned.data) < len(plain.data) and tuned.accuracy_after > plain.accuracy_after
+    assert cli(["compress-net", str(folder), "--qp", "-20", "--calibrate", "tokens", "-o", str(tmp_path / "c.wbn")]) == 0
+    assert json.loads((tmp_path / "c.wbn.json").read_text())["options"]["calibration"] == "encoder"

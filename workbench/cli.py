@@ -112,6 +112,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--eval", default="auto", choices=("auto", "digits", "encoder", "none"),
                    help="task evaluator (auto: digits accuracy for the demo CNN; output cosine against the "
                         "original for a Hugging Face BERT folder)")
+    c.add_argument("--calibrate", default="none", choices=("none", "digits", "tokens"),
+                   help="choose each tensor's step from the task sensitivity measured on calibration inputs: "
+                        "the digits training images (demo CNN), or random token ids through a BERT folder")
     c.add_argument("--summary", help="where to save the per-tensor summary JSON (default OUTPUT.json)")
     c.add_argument("-h", "--help", action="store_true", help="show help, including the quantizer's own options")
     c.set_defaults(func=cmd_compress_net, subparser=c)
@@ -418,11 +421,24 @@ def cmd_compress_net(args, rest) -> int:
             raise OptionError("--eval digits needs a checkpoint with the demo CNN's tensors")
         if task is None and args.eval == "encoder":
             raise OptionError("--eval encoder needs a folder with a BERT config.json and its model.safetensors")
+    calibration = None
+    if args.calibrate == "digits":
+        from workbench.core.network.demo import task_for
+
+        calibration = task_for(state)
+        if calibration is None:
+            raise OptionError("--calibrate digits needs a checkpoint with the demo CNN's tensors")
+    elif args.calibrate == "tokens":
+        from workbench.core.network.encoder import CALIBRATION_SEED, task_for_folder
+
+        calibration = task_for_folder(src, state, seed=CALIBRATION_SEED)
+        if calibration is None:
+            raise OptionError("--calibrate tokens needs a folder with a BERT config.json and its model.safetensors")
     bar = TextProgressBar()
     try:
         result = run(compress_network_job(state, cls.name, options, coder=args.coder, base=base,
                                           importance=importance, task=task, bias_bits=args.bias_bits,
-                                          nonfinite=args.nonfinite, keep_state=False),
+                                          nonfinite=args.nonfinite, keep_state=False, calibration=calibration),
                      on_progress=bar)
     finally:
         bar.close()

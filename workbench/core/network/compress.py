@@ -29,6 +29,7 @@ from workbench.core.network import bitstream as bs
 from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash, tensor_bytes
 from workbench.core.network.quantizers import (NET_QUANTIZERS, QuantInput, QuantizedTensor, choose_steps,
                                                as_chains, snr_db)
+from workbench.core.network.sensitivity import sensitivity_job
 from workbench.core.options import build
 
 MAX_LEVEL = (1 << 30) - 1
@@ -104,12 +105,16 @@ class NetResult:
 
 def compress_network_job(state: StateDict, quantizer: str = "uniform", options=None, *, coder: str = "auto",
                          base: StateDict | None = None, importance: StateDict | None = None, task=None,
-                         bias_bits: int = 16, nonfinite: str = "refuse", keep_state: bool = True) -> Job[NetResult]:
+                         bias_bits: int = 16, nonfinite: str = "refuse", keep_state: bool = True,
+                         calibration=None) -> Job[NetResult]:
     """Quantize and code `state`; yields quantizer and coding progress, returns a `NetResult`.
 
     Everything the file format or the quantizers cannot take is refused before any work: dtypes a
     `.wbn` cannot store, too many tensors or elements, NaN or infinite weights. With
     `nonfinite="raw"` a float tensor holding NaN or infinities is stored raw (exactly) instead.
+
+    `calibration`: a task with `probe` (the digits task; random token ids through a BERT folder's
+    forward pass) whose measured sensitivities rescale each tensor's step (`sensitivity`).
 
     The decoded network is returned in `NetResult.state`; with `keep_state=False` (and no task) each
     decoded tensor is checked and dropped, so the job's memory stays near the model's own size.
@@ -162,7 +167,9 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
         digests[name] = _digest(rec)
         done[name] = e
 
-    out = yield from qcls().run(QuantInput(main, others, imp, task, base is not None, sink=code), opts)
+    sens = (yield from sensitivity_job(calibration, state, list(main))) if calibration is not None else {}
+    out = yield from qcls().run(QuantInput(main, others, imp, task, base is not None, sensitivity=sens, sink=code),
+                                opts)
     for name, q in out.tensors.items():      # a quantizer that does not use the sink
         code(name, q)
     for name, t in out.others.items():
@@ -180,6 +187,8 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
         entries.append(done[name])
     base_hash = state_hash(base) if base is not None else None
     params = {"coder": coder, "bias_bits": bias_bits, **{k: v for k, v in asdict(opts).items()}}
+    if calibration is not None:
+        params["calibration"] = getattr(calibration, "name", "task")
     data = pack(bs.pack_network(entries, quantizer, params, base_hash))
     sizes = {e.name: len(e.data) if e.q is not None else e.raw.numel() * e.raw.element_size() for e in entries}
     for e in entries:

@@ -90,6 +90,15 @@ class DigitsTask:
                                             (self.x[self.test_idx],))
         return float((logits.argmax(1) == self.y[self.test_idx]).float().mean())
 
+    def probe(self, params: dict[str, torch.Tensor], generator: torch.Generator, batch: int = 256) -> torch.Tensor:
+        """Σ ±loss_i over training images with labels drawn from the network's own predictions: the
+        squared gradient of this estimates the Fisher information's diagonal (`sensitivity`)."""
+        idx = torch.as_tensor(self.train_idx)[torch.randint(len(self.train_idx), (batch,), generator=generator)]
+        logits = torch.func.functional_call(self.model, params, (self.x[idx],))
+        y = torch.multinomial(torch.softmax(logits.detach(), 1), 1, generator=generator)[:, 0]
+        sign = torch.randint(2, (batch,), generator=generator) * 2 - 1
+        return (sign * F.cross_entropy(logits, y, reduction="none")).sum()
+
     def loss(self, params: dict[str, torch.Tensor], batch: int = 128, generator=None) -> torch.Tensor:
         idx = torch.as_tensor(self.train_idx)[torch.randint(len(self.train_idx), (batch,), generator=generator)]
         logits = torch.func.functional_call(self.model, params, (self.x[idx],))

@@ -136,19 +136,29 @@ class EncoderTask:
         with torch.no_grad():
             self.ref = forward(reference, cfg, self.ids)
 
+    def probe(self, params: StateDict, generator: torch.Generator) -> torch.Tensor:
+        """A random projection of the outputs, whose squared gradients estimate diag(JᵀJ)."""
+        out = forward(params, self.cfg, self.ids)
+        return (out * torch.randn(out.shape, generator=generator)).sum()
+
     @torch.no_grad()
     def accuracy(self, state: StateDict) -> float:
         out = forward(state, self.cfg, self.ids)
         return float(F.cosine_similarity(out, self.ref, dim=-1).mean())
 
 
-def task_for_folder(path: str | Path, state: StateDict) -> EncoderTask | None:
-    """The fidelity task of a Hugging Face BERT folder whose tensors are `state`, else None."""
+CALIBRATION_SEED = 2
+"""Calibration draws other token ids than the fidelity task (seed 1): steps are not fitted to the test."""
+
+
+def task_for_folder(path: str | Path, state: StateDict, seed: int = 1, batch: int = 4) -> EncoderTask | None:
+    """The fidelity task of a Hugging Face BERT folder whose tensors are `state`, else None; with
+    `seed=CALIBRATION_SEED`, the calibration source (random token ids through its forward pass)."""
     p = Path(path)
     cfg = EncoderConfig.read(p) if p.is_dir() else None
     if cfg is None or not matches(state, cfg):
         return None
-    return EncoderTask(state, cfg)
+    return EncoderTask(state, cfg, batch=batch, seed=seed)
 
 
 def make_test_encoder(cfg: EncoderConfig = EncoderConfig(), seed: int = 0, outlier_dims: int = 4) -> StateDict:

@@ -8,8 +8,10 @@ the quantizer: `compress` codes them near-lossless with a fine uniform step, bec
 and the network is far more sensitive to them than to any single weight.
 
 Steps are chosen, in order of precedence, by `step` (absolute), `qp` (NNR-style, Δ = 2^(qp/4), so
-4 qp units halve the step) or `bits` (Δ = max|w| / (2^(bits−1) − 1) per tensor, or per output
-channel with `per_channel`, which protects channels from one outlier elsewhere in the tensor).
+4 qp units halve the step), `bits` (Δ = max|w| / (2^(bits−1) − 1) per tensor, or per output
+channel with `per_channel`, which protects channels from one outlier elsewhere in the tensor) or,
+by default, `snr` (Δ = σ·√12·10^(−snr/20), σ from the mean |w|: the rounding noise sits snr dB below the weights,
+whatever their largest values; transformers' outlier weights made max-based steps a poor default).
 Distortion in the RDO quantizers is measured in units of Δ², so λ means the same at every step.
 
 Quantizers are jobs: generators yielding `Progress` events and returning a `QuantOutput`.
@@ -28,6 +30,7 @@ from workbench.core.jobs import Job, Progress
 from workbench.core.options import option
 from workbench.core.registry import Registry
 from workbench.core import trellis
+from workbench.core.network.sensitivity import step_factors
 
 NET_QUANTIZERS: Registry = Registry("network quantizer")
 
@@ -72,6 +75,9 @@ class QuantInput:
     importance: dict[str, torch.Tensor] = field(default_factory=dict)
     task: object | None = None
     delta: bool = False
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    """Mean task sensitivity per tensor (`sensitivity.sensitivity_job`): scalar quantizers then scale
+    each tensor's step by 1/√s around the options' step (rate-distortion optimal allocation)."""
     sink: Callable[[str, "QuantizedTensor"], None] | None = None
     """Takes each tensor as soon as it is quantized (the compression job codes it at once and drops its
     levels); a quantizer that calls it leaves the tensor out of its `QuantOutput`."""
@@ -94,14 +100,25 @@ def as_chains(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1) if t.ndim >= 2 else t.reshape(1, -1)
 
 
-def choose_steps(w2: torch.Tensor, step: float, qp: int, bits: int, per_channel: bool) -> np.ndarray:
+def choose_steps(w2: torch.Tensor, step: float, qp: int, bits: int, per_channel: bool, snr: float = 0.0) -> np.ndarray:
+    """One step (or one per chain): `step`, else 2^(qp/4), else max|w| / (2^(bits−1) − 1), else the
+    step whose rounding noise (Δ²/12) is `snr` dB below the weights' power. The last depends on the
+    typical size, not the maximum, so outlier weights (transformers have many) cannot coarsen a tensor."""
     if step > 0:
         return np.array([step], dtype=np.float32)
     if qp != 0:
         return np.array([2.0 ** (qp / 4.0)], dtype=np.float32)
-    top = float(2 ** (bits - 1) - 1)
-    amax = w2.abs().amax(1) if per_channel else w2.abs().max().reshape(1)
-    s = (amax.double() / top).numpy().astype(np.float32)
+    if bits > 0:
+        top = float(2 ** (bits - 1) - 1)
+        amax = w2.abs().amax(1) if per_channel else w2.abs().max().reshape(1)
+        s = (amax.double() / top).numpy().astype(np.float32)
+    else:
+        # the RMS estimated from the mean |w| (exact for a Gaussian): a squared outlier would dominate
+        # the RMS itself, its absolute value barely moves the mean
+        rows = max(1, SEARCH_CHUNK // max(w2.shape[1], 1))
+        total = torch.cat([b.double().abs().sum(1) for b in w2.split(rows)])      # per chain
+        mean_abs = total / max(w2.shape[1], 1) if per_channel else (total.sum() / max(w2.numel(), 1)).reshape(1)
+        s = (mean_abs * math.sqrt(math.pi / 2 * 12) * 10 ** (-snr / 20)).numpy().astype(np.float32)
     return np.where(s > 0, s, np.float32(1.0)).astype(np.float32)
 
 
@@ -137,13 +154,18 @@ class ScalarOptions:
                          "0 = automatic: the step comes from QP, or from Bits when QP is 0 too.",
                          minimum=0.0, maximum=1e6, label="Step (0 = automatic)")
     qp: int = option(0, "Quantization parameter as in NNR/NNCodec: step = 2^(QP/4), so lowering QP by 4 "
-                     "halves the step (-32 gives a step of 1/256). 0 = not used: Bits sets the step.",
+                     "halves the step (-32 gives a step of 1/256). 0 = not used: Bits or SNR sets the step.",
                      minimum=-200, maximum=100, label="QP (0 = off)")
-    bits: int = option(6, "Bits for the largest weight of each tensor: step = max|w| / (2^(bits-1) - 1). "
-                       "Fewer bits give a smaller file and larger errors. Used when Step and QP are 0.",
-                       minimum=2, maximum=16, label="Bits")
-    per_channel: bool = option(False, "With Bits: one step for each output channel instead of one for the whole "
-                               "tensor, so one large weight does not coarsen the whole tensor.",
+    bits: int = option(0, "Bits for the largest weight of each tensor: step = max|w| / (2^(bits-1) - 1). "
+                       "Fewer bits give a smaller file and larger errors. Used when Step and QP are 0. "
+                       "0 = not used: SNR sets the step (one outlier weight would coarsen a whole tensor).",
+                       minimum=0, maximum=16, label="Bits (0 = off)")
+    snr: float = option(28.0, "Target signal-to-noise ratio of each tensor's rounding, in dB: the step is "
+                        "set from the weights' typical size (mean |w|), so outliers do not coarsen the rest. Higher = larger file, "
+                        "smaller error; +6 dB halves the step. Used when Step, QP and Bits are 0.",
+                        minimum=0.0, maximum=200.0, label="SNR dB")
+    per_channel: bool = option(False, "With Bits or SNR: one step for each output channel instead of one for "
+                               "the whole tensor, so one large weight does not coarsen the whole tensor.",
                                label="Step per output channel")
 
 
@@ -163,9 +185,18 @@ class _Scalar:
         out: dict[str, QuantizedTensor] = {}
         total = len(inp.main)
         bits = n = 0.0
+        factor = {}
+        if inp.sensitivity:
+            base = {k: float(np.mean(np.log(choose_steps(as_chains(t.float()), opts.step, opts.qp, opts.bits,
+                                                         opts.per_channel, opts.snr))))
+                    for k, t in inp.main.items() if k in inp.sensitivity}
+            factor = step_factors({k: inp.sensitivity[k] for k in base}, {k: inp.main[k].numel() for k in base},
+                                  base)
         for i, (name, t) in enumerate(inp.main.items()):
             w2 = as_chains(t.float())
-            steps = choose_steps(w2, opts.step, opts.qp, opts.bits, opts.per_channel)
+            steps = choose_steps(w2, opts.step, opts.qp, opts.bits, opts.per_channel, opts.snr)
+            if name in factor:
+                steps = (steps * np.float32(factor[name])).astype(np.float32)
             f2 = inp.importance.get(name)
             levels = self.quantize_one(w2, steps, opts, None if f2 is None else as_chains(f2))
             qt = QuantizedTensor(levels=levels.astype(np.int64, copy=False), steps=steps, states=self.states)

@@ -1,0 +1,69 @@
+"""How much each weight tensor matters to a network's task, measured on a few calibration inputs,
+and the per-tensor quantization steps that follow from it.
+
+Why: one step for all tensors (NNCodec's QP) spends the same precision on a layer the outputs barely
+notice as on one they depend on. For a small weight error δ the output error is ‖J δ‖², whose
+expectation under independent rounding noise is Σ_i diag(JᵀJ)_i·E[δ_i²]; with uniform noise
+(Δ_t²/12 in tensor t) and the high-rate rate n_t·(h_t − log2 Δ_t), minimising distortion + λ·rate
+gives Δ_t ∝ 1/√s_t, s_t the mean of diag(JᵀJ) over the tensor: the importance weighting of
+DeepCABAC's paper, applied to step sizes.
+
+diag(JᵀJ) is estimated without forming J: for a random vector v (a Gaussian over the outputs of a
+regression-like task, random signs over per-sample losses for a classifier), E[(∂(v·f)/∂w)²] =
+diag(JᵀJ), so each probe is one backward pass. A task offers `probe(params, generator)` returning
+v·f (or Σ ±loss_i) as a scalar.
+
+Rows that no calibration input touched (embedding rows of tokens that did not occur) have zero
+sensitivity and are left out of the mean, so a tensor is judged by the rows the inputs reached.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from workbench.core.jobs import Job, Progress
+from workbench.core.network.checkpoint import StateDict
+
+PROBES = 8
+
+
+def sensitivity_job(task, state: StateDict, names: list[str], probes: int = PROBES) -> Job[dict[str, float]]:
+    """Mean diag(JᵀJ) per tensor in `names`, over the rows the calibration inputs reached."""
+    params = {k: v.detach().float().requires_grad_(k in names) for k, v in state.items()}
+    wanted = [params[k] for k in names]
+    rows = {k: torch.zeros(params[k].shape[0], dtype=torch.float64) for k in names}
+    gen = torch.Generator().manual_seed(12345)
+    for p in range(probes):
+        grads = torch.autograd.grad(task.probe(params, gen), wanted, allow_unused=True)
+        for k, g in zip(names, grads):
+            if g is not None:
+                rows[k] += g.double().square().reshape(g.shape[0], -1).sum(1)
+        del grads
+        yield Progress(p + 1, probes, "measuring sensitivity")
+    out = {}
+    for k in names:
+        per_row = params[k][0].numel()
+        touched = rows[k] > 0
+        out[k] = float(rows[k][touched].sum()) / (probes * per_row * max(int(touched.sum()), 1))
+    return out
+
+
+def step_factors(sens: dict[str, float], counts: dict[str, int], base_log_step: dict[str, float]) -> dict[str, float]:
+    """Multipliers of each tensor's step that make Δ_t ∝ 1/√s_t while keeping the count-weighted mean
+    log-step of the steps the options chose, so QP/SNR keep setting the overall quality.
+
+    >>> f = step_factors({"a": 4.0, "b": 1.0}, {"a": 1, "b": 1}, {"a": 0.0, "b": 0.0})
+    >>> round(f["b"] / f["a"], 6)
+    2.0
+    """
+    pos = [v for v in sens.values() if v > 0]
+    if not pos:
+        return {k: 1.0 for k in sens}
+    floor = 1e-6 * max(pos)                       # an untouched tensor gets a coarse step, not an infinite one
+    n = sum(counts[k] for k in sens)
+    target = {k: -0.5 * math.log(max(sens[k], floor)) for k in sens}
+    shift = sum(counts[k] * (base_log_step[k] - target[k]) for k in sens) / n
+    return {k: float(np.exp(target[k] + shift - base_log_step[k])) for k in sens}
