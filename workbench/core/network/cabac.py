@@ -292,15 +292,15 @@ def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
     lv = np.asarray(levels, dtype=np.int64)
     if lv.size == 0:
         return 8.0 * 6
-    # A large tensor is estimated a block of chains at a time (its contexts restart per block, a few
-    # bits each), so the estimate needs no more than a few arrays of one block.
-    rows = max(1, ESTIMATE_BLOCK // max(lv.shape[1], 1))
+    # A large tensor is estimated on evenly spaced chains (contexts only look along a chain) and
+    # scaled to its size: the estimate then costs the same for any tensor.
+    rows = max(1, ESTIMATE_SAMPLE // max(lv.shape[1], 1))
     egk = best_egk(lv)
-    return 8.0 * 6 + sum(                         # 6 bytes: the Exp-Golomb order and the coder's flush
-        _block_bits(lv[i:i + rows], sm, egk) for i in range(0, lv.shape[0], rows))
+    pick = lv if rows >= lv.shape[0] else lv[np.linspace(0, lv.shape[0] - 1, rows).astype(np.int64)]
+    return 8.0 * 6 + _block_bits(pick, sm, egk) * (lv.shape[0] / pick.shape[0])   # 6 bytes: EG order, flush
 
 
-ESTIMATE_BLOCK = 1 << 18
+ESTIMATE_SAMPLE = 1 << 16
 
 
 def _block_bits(lv: np.ndarray, sm: StateMachine, egk: int) -> float:
