@@ -166,6 +166,8 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
         snrs[name] = snr_db(_as_numpy(t), _as_numpy(rec))
         digests[name] = _digest(rec)
         done[name] = e
+        del rec
+        release_memory()
 
     sens = (yield from sensitivity_job(calibration, state, list(main))) if calibration is not None else {}
     out = yield from qcls().run(QuantInput(main, others, imp, task, base is not None, sensitivity=sens, sink=code),
@@ -315,6 +317,25 @@ def _check_levels(name: str, q: QuantizedTensor) -> None:
     if q.levels.size and (q.levels.max() > MAX_LEVEL or q.levels.min() < -MAX_LEVEL):
         raise OptionError(f"tensor {name!r}: the quantization step is too small for its values (levels "
                           f"beyond ±{MAX_LEVEL}); use a larger step, QP or fewer bits")
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). The per-tensor work
+    allocates and frees arrays of a few megabytes, which glibc keeps in its heap once freed: without
+    this the resident size grew by hundreds of megabytes on a 30 M-parameter network (measured)."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):          # not glibc: nothing to do
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim = None
 
 
 def _digest(t: torch.Tensor) -> bytes:

@@ -276,9 +276,9 @@ class RDOQuantizer(_Scalar):
         return levels
 
 
-SEARCH_CHUNK = 1 << 18
-"""Weights per Viterbi call: the search keeps ~200 bytes per weight (candidates, costs, survivors), so
-a long tensor is searched a block of chains at a time (chains are independent: same result)."""
+SEARCH_CHUNK = 1 << 16
+"""Weights per Viterbi call: the search peaks at ~350 bytes per weight (candidates, costs, survivors),
+so a long tensor is searched a block of chains at a time (chains are independent: same result)."""
 
 
 def _search(u: torch.Tensor, lam: float, rate, sm: trellis.StateMachine, f2: torch.Tensor | None) -> np.ndarray:
