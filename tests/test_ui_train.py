@@ -31,11 +31,27 @@ def settings(tmp_path, monkeypatch):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
+@pytest.fixture(autouse=True)
+def stop_training_left_running():
+    """A failed test must not leave a training process behind."""
+    yield
+    for view in OPENED:
+        process = view.process
+        if process is not None:
+            view.cancel()
+            process.waitForFinished(10_000)
+    OPENED.clear()
+
+
+OPENED: list[TrainView] = []
+
+
 def open_view(qtbot, settings, tmp_path):
     view = TrainView(settings, tmp_path / "runs")
     qtbot.addWidget(view)
     view.resize(1300, 800)
     view.show()
+    OPENED.append(view)
     return view
 
 
