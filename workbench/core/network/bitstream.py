@@ -61,15 +61,22 @@ class Entry:
     chains: int = 0         # rows of the coded levels; the levels themselves may be dropped once coded
 
 
+AUTO_MARGIN = 0.01
+"""`--coder auto` takes CABAC only when it saves at least this share of a tensor's stream: it codes and
+decodes many times slower than the categorical coder (pure Python), which a fraction of a percent does
+not pay for (a 30 M-parameter encoder decoded in 11–16 CPU s where it was chosen on a sub-percent
+estimate for large tensors, 3 s where it was not)."""
+
+
 def code_levels(q: QuantizedTensor, coder: str) -> tuple[str, bytes]:
     """Entropy-code `q.levels` with `coder`: 'cabac', 'categorical', or 'auto', which runs only the
-    coder its size estimates (`catcoder.estimate_bytes`, `cabac.estimate_bits`, both within a few
+    coder (CABAC only when smaller by AUTO_MARGIN) its size estimates (`catcoder.estimate_bytes`, `cabac.estimate_bits`, both within a few
     bytes or 0.1 %) say is smaller: the CABAC coder is pure Python, many times slower, and on large
     tensors rarely saves more than a fraction of a percent."""
     sm = machine(q.states)
     if coder == "categorical" or coder == "auto":
         est = catcoder.estimate_bytes(q.levels, sm)     # None: an alphabet too large for a table
-        if est is not None and (coder == "categorical" or est * 8 <= cabac.estimate_bits(q.levels, sm)):
+        if est is not None and (coder == "categorical" or est * 8 * (1 - AUTO_MARGIN) <= cabac.estimate_bits(q.levels, sm)):
             return "categorical", catcoder.encode_levels(q.levels, sm)
     return "cabac", cabac.encode_levels(q.levels, sm)
 
