@@ -163,13 +163,107 @@ def equal_snr(ours: list[dict], theirs: list[dict]) -> list[dict]:
     return out
 
 
+def _cpu(fn):
+    t = time.process_time()
+    out = fn()
+    return out, time.process_time() - t
+
+
+def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = None) -> int:
+    """(c) A BERT encoder folder (made by `encoder.make_test_encoder` when missing): output cosine
+    against the float32 model on random token ids (seed 1) as the fidelity; our calibrated runs
+    measure sensitivity on other random token ids (seed 2). Times are CPU seconds (process_time),
+    so the other jobs on a shared machine do not count; ours include the calibration."""
+    from workbench.core.network.encoder import (CALIBRATION_SEED, EncoderConfig, make_test_encoder, save_folder,
+                                                task_for_folder)
+
+    if not (folder / "model.safetensors").is_file():
+        save_folder(make_test_encoder(EncoderConfig()), EncoderConfig(), folder)
+    sd = load_checkpoint(folder)
+    n = sum(v.numel() for v in sd.values())
+    task = task_for_folder(folder, sd)
+    cal = task_for_folder(folder, sd, seed=CALIBRATION_SEED)
+    print(f"{folder}: {n} parameters, {4 * n} bytes in float32", flush=True)
+    rows = []
+    done = {(r["coder"], r["setting"]): r for r in json.loads(reuse.read_text())["rows"]} if reuse else {}
+
+    def emit(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps({"parameters": n, "rows": rows}, indent=1))
+
+    pd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in sd.items()}
+    for qp in (range(-22, -43, -5) if quick else range(-20, -45, -3)):
+        if ("nncodec", f"qp={qp}") in done:
+            emit(done["nncodec", f"qp={qp}"])
+            continue
+        bitstream, enc = _cpu(lambda: nnc.compress(pd, bitstream_path=None, qp=qp, lambda_scale=0.0, use_dq=True,
+                                                   return_bitstream=True, verbose=False))
+        rec, dec = _cpu(lambda: nnc.decompress(bytearray(bitstream)))
+        rec_t = {k: torch.from_numpy(np.asarray(rec[k], dtype=np.float32).reshape(sd[k].shape)) for k in sd}
+        emit({"coder": "nncodec", "setting": f"qp={qp}", "bytes": len(bitstream),
+              "bits_per_weight": 8 * len(bitstream) / n, "cosine": task.accuracy(rec_t),
+              "encode_cpu_s": enc, "decode_cpu_s": dec})
+    ours = [("uniform", {"qp": qp}, None) for qp in ((-18, -26, -34) if quick else (-24, -30, -36))]
+    ours += [("uniform", {"qp": qp}, cal) for qp in ((-14, -18, -22) if quick else (-14, -17, -20, -23, -26, -29, -32))]
+    ours += [("uniform", {}, None)]
+    ours += [("tcq", {"qp": qp, "states": 4, "lam": 0.1}, cal) for qp in ((-18,) if quick else (-26,))]
+    for q, o, c in ours:
+        label = " ".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+        setting = f"{q} {label}" + (" calibrated" if c is not None else "")
+        if ("ours", setting) in done:
+            emit(done["ours", setting])
+            continue
+        r, total = _cpu(lambda: run(compress_network_job(sd, q, o, calibration=c, keep_state=False)))
+        rec, dec = _cpu(lambda: decompress_network(r.data))
+        emit({"coder": "ours", "setting": setting,
+              "bytes": len(r.data), "bits_per_weight": r.bits_per_weight, "cosine": task.accuracy(rec),
+              "encode_cpu_s": total - dec, "decode_cpu_s": dec,
+              "coders": sorted({row.coder for row in r.rows})})
+    summary = fidelity_summary(rows)
+    out_path.write_text(json.dumps({"parameters": n, "rows": rows, "summary": summary}, indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def fidelity_summary(rows: list[dict], target: float = 0.9945) -> dict:
+    """Bits/weight each coder needs for output cosine `target` (linear between the two files of its
+    Pareto front around it), and ours against NNCodec's front at the cosine of each of our files."""
+    def front(rs):
+        return pareto([{**r, "snr_db": r["cosine"]} for r in rs])
+
+    out = {}
+    theirs = front([r for r in rows if r["coder"] == "nncodec"])
+    groups = {"nncodec": [r for r in rows if r["coder"] == "nncodec"],
+              "ours calibrated": [r for r in rows if r["coder"] == "ours" and r["setting"].endswith("calibrated")],
+              "ours uncalibrated": [r for r in rows if r["coder"] == "ours" and not r["setting"].endswith("calibrated")]}
+    for name, rs in groups.items():
+        out[f"bpw_at_cos_{target}"] = out.get(f"bpw_at_cos_{target}", {})
+        out[f"bpw_at_cos_{target}"][name] = interp_bits(front(rs), target) if rs else None
+    b = out[f"bpw_at_cos_{target}"]
+    for name in ("ours calibrated", "ours uncalibrated"):
+        if b.get(name) and b.get("nncodec"):
+            out[f"diff_pct_{name}"] = 100 * (b[name] / b["nncodec"] - 1)
+    out["equal_cosine"] = [{"setting": r["setting"], "cosine": r["cosine"], "ours_bpw": r["bits_per_weight"],
+                            "nncodec_bpw_interp": interp_bits(theirs, r["cosine"])}
+                           for r in front([r for r in rows if r["coder"] == "ours"])]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--transformer", metavar="FOLDER", help="compare on a BERT folder instead (made when missing): "
+                    "output cosine, CPU seconds")
+    ap.add_argument("--quick", action="store_true", help="with --transformer: fewer points")
+    ap.add_argument("--reuse", metavar="JSON", help="with --transformer: rows of an earlier (interrupted) run to keep")
     ap.add_argument("--shvq", action="store_true", help="also run shvq (centers 16, lam 0.2, 300 iters; ~90 s)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median) for the headline rows")
     ap.add_argument("--out", default="bench-out/nncodec_compare.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.transformer:
+        return transformer(Path(args.transformer), Path(args.out), args.quick, Path(args.reuse) if args.reuse else None)
 
     task = DigitsTask()
     demo = load_checkpoint(WEIGHTS)

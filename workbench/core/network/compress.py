@@ -321,8 +321,9 @@ def _check_levels(name: str, q: QuantizedTensor) -> None:
 
 def release_memory() -> None:
     """Give the C heap's free pages back to the system (glibc's malloc_trim). The per-tensor work
-    allocates and frees arrays of a few megabytes, which glibc keeps in its heap once freed: without
-    this the resident size grew by hundreds of megabytes on a 30 M-parameter network (measured)."""
+    allocates and frees arrays of a few megabytes, which glibc keeps in its heap once freed (with this
+    and smaller search blocks, TCQ-8 on a 4.5 M-parameter encoder peaked at 140 MB over the imports
+    instead of 210)."""
     global _trim
     if _trim is None:
         try:

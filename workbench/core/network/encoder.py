@@ -176,11 +176,11 @@ def make_test_encoder(cfg: EncoderConfig = EncoderConfig(), seed: int = 0, outli
         if k.endswith("LayerNorm.weight"):
             v = 1.0 + 0.05 * torch.randn(shape, generator=g)
             v[dims] *= 6.0
-        elif k.endswith("LayerNorm.bias") or k.endswith(".bias"):
+        elif k.endswith(".bias"):
             v = 0.02 * torch.randn(shape, generator=g)
         else:
             v = heavy(*shape)
-            if k.endswith("output.dense.weight"):       # writes into the residual stream
+            if k.endswith("output.dense.weight"):       # attention and FFN outputs: the residual stream
                 v[dims] *= 10.0
         state[k] = v.float().contiguous()
     return state
