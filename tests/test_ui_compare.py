@@ -222,8 +222,8 @@ def test_folder_becomes_a_list_to_step_through(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.compare.image.source.endswith("b.png"), timeout=WAIT_MS)
     assert "2 of 2" in window.image_info.text()
     assert window.recent()[0] == str(tmp_path.resolve())
-    qtbot.waitUntil(lambda: window.tabs.count() == 4, timeout=WAIT_MS)     # RD, Live, Network load in the background
-    assert [window.tabs.tabText(i) for i in range(4)] == ["Compare", "RD curves", "Live", "Network"]
+    qtbot.waitUntil(lambda: window.tabs.count() == 5, timeout=WAIT_MS)     # the other tabs load in the background
+    assert [window.tabs.tabText(i) for i in range(5)] == ["Compare", "RD curves", "Live", "Network", "Train"]
     assert [Path(p).name for p in window.rd_view._images] == ["a.png", "b.png"]
 
 

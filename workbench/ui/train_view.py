@@ -217,11 +217,17 @@ class TrainView(QWidget):
         self.demo_button.setToolTip("Train a small codec from scratch on the sample photograph for about two "
                                     "minutes on two CPU cores")
         self.demo_button.clicked.connect(self.run_demo)
-        for b in (self.start_button, self.pause_button, self.cancel_button, self.copy_button, self.use_button):
+        # Two rows, so that the tab still fits beside the set-up column on a 1024-pixel-wide screen.
+        for b in (self.start_button, self.pause_button, self.cancel_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.demo_button)
         v.addLayout(buttons)
+        results = QHBoxLayout()
+        results.addWidget(self.copy_button)
+        results.addWidget(self.use_button)
+        results.addStretch(1)
+        v.addLayout(results)
 
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
