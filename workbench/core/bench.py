@@ -37,7 +37,7 @@ from workbench.core.codecs import codec_class, get_codec
 from workbench.core.compress import compress_image
 from workbench.core.errors import OptionError
 from workbench.core.images import load_image
-from workbench.core.jobs import Job, Progress
+from workbench.core.jobs import Job, Progress, duration_text
 from workbench.core.metrics import ms_ssim_db
 
 
@@ -214,7 +214,7 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
             step += 1
             done += 1
             eta = (time.monotonic() - started) / done * (len(todo) - done)
-            yield BenchProgress(step, total, f"{_describe(task, point)}, ETA {_duration(eta)}",
+            yield BenchProgress(step, total, f"{_describe(task, point)}, ETA {duration_text(eta)}",
                                 metrics=_metrics(point), point=point)
     finally:
         measuring.close()       # a cancel stops the workers now, not when the generator is collected
@@ -312,15 +312,6 @@ def _describe(task: PointTask, point: RDPoint) -> str:
 
 def _metrics(point: RDPoint) -> dict[str, float]:
     return {"bpp": point.bpp, "psnr": point.psnr, **({"ms_ssim": point.ms_ssim} if point.ms_ssim else {})}
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
 
 
 def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -90,3 +90,16 @@ class TextProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._shown = False
+
+
+def duration_text(seconds: float) -> str:
+    """A job's elapsed or remaining time as people read it ("7.5 s", "3 min 05 s", "2 h 10 min"); one
+    wording for the CLI's ETA, the Live tab and the Train tab."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"

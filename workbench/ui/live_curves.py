@@ -28,7 +28,7 @@ from scipy.signal import lfilter
 
 from workbench.core.codecs import codec_class
 from workbench.core.errors import WorkbenchError
-from workbench.core.jobs import Progress
+from workbench.core.jobs import Progress, duration_text
 from workbench.ui.job_runner import JobRunner
 
 
@@ -286,7 +286,7 @@ class RDPointsView(QWidget):
         for i, (codec, (_, _, secs, _)) in enumerate(self._data.items()):
             color = series_color(i, dark).name()
             parts.append(f'<span style="color:{color}">●</span> {html.escape(codec_name(codec))}: '
-                         f'{len(secs)} point{"s" * (len(secs) != 1)}, {_duration(sum(secs) / len(secs))} each')
+                         f'{len(secs)} point{"s" * (len(secs) != 1)}, {duration_text(sum(secs) / len(secs))} each')
         self.legend.setText("&nbsp;&nbsp; ".join(parts))
 
 
@@ -545,7 +545,7 @@ class LiveCurves(QWidget):
             text = f"{ev.step} / {ev.total}"
             frac = ev.fraction or 0.0
             if 0 < frac < 1 and elapsed > 2:
-                text += f" · about {_duration(elapsed * (1 - frac) / frac)} left"
+                text += f" · about {duration_text(elapsed * (1 - frac) / frac)} left"
             self._bar.setFormat(text)
         else:
             self._bar.setRange(0, 0)            # busy indicator: the job does not know its length
@@ -582,7 +582,7 @@ class LiveCurves(QWidget):
         if self._bar.maximum() == 0:
             self._bar.setRange(0, 1)
         self._bar.setValue(self._bar.maximum())
-        self._bar.setFormat(f"done in {_duration(self._elapsed())}")
+        self._bar.setFormat(f"done in {duration_text(self._elapsed())}")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -598,7 +598,7 @@ class LiveCurves(QWidget):
         self._stop_busy()
         step = self._last.step if self._last is not None else 0
         self._bar.setFormat(f"cancelled at step {step}")
-        self._status.setText(f"Cancelled after {_duration(self._elapsed())}.")
+        self._status.setText(f"Cancelled after {duration_text(self._elapsed())}.")
 
     @Slot(bool)
     def _on_paused_changed(self, paused: bool) -> None:
@@ -704,13 +704,3 @@ def series_color(index: int, dark: bool) -> QColor:
     hue = int((index * 137.508 + 210) % 360)
     return QColor.fromHsv(hue, 170 if dark else 220, 245 if dark else 185)
 
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"

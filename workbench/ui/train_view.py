@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.errors import OptionError, WorkbenchError
-from workbench.core.jobs import Job, Progress
+from workbench.core.jobs import Job, Progress, duration_text
 from workbench.core.learned import preview, run_folder
 from workbench.core.learned.catalog import remember_model
 from workbench.core.learned.kinds.shvq import parse_vq_options
@@ -36,7 +36,7 @@ from workbench.core.learned.train import TrainOptions
 from workbench.core.options import build, specs
 from workbench.ui.codec_panel import OptionsForm, make_editor
 from workbench.ui.job_runner import JobRunner
-from workbench.ui.live_curves import LiveCurves, _duration
+from workbench.ui.live_curves import LiveCurves
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 POLL_MS = 250
@@ -512,7 +512,7 @@ class TrainView(QWidget):
         if self._step_times and self.is_running():
             per = sum(self._step_times) / len(self._step_times)
             left = max(0, total - self._step) * per
-            self.timing.setText(f"{per * 1000:.0f} ms per step · about {_duration(left)} left")
+            self.timing.setText(f"{per * 1000:.0f} ms per step · about {duration_text(left)} left")
         elif not self.is_running():
             self.timing.setText("")
 

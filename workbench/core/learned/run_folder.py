@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.errors import OptionError
+from workbench.core.jobs import duration_text
 
 RUN_FILE = "run.json"
 PROGRESS_FILE = "progress.jsonl"
@@ -207,7 +208,7 @@ def learning_summary(first: dict[str, Any], last: dict[str, Any], seconds: float
     '0.680 bpp at 18.2 dB: 17.0 times the size and 13.8 dB closer to the original.'
     """
     steps = last["step"] - first["step"]
-    took = f"In {_duration(seconds)} ({steps} steps)" if seconds is not None else f"In {steps} steps"
+    took = f"In {duration_text(seconds)} ({steps} steps)" if seconds is not None else f"In {steps} steps"
     ratio = last["bpp"] / first["bpp"] if first["bpp"] > 0 else 1.0
     if ratio >= 2:                  # an untrained codec codes next to nothing: "1500 % larger" reads badly
         size_text = f"{ratio:.1f} times the size"
@@ -218,7 +219,3 @@ def learning_summary(first: dict[str, Any], last: dict[str, Any], seconds: float
     return (f"{took} the held-out crop went from {first['bpp']:.3f} bpp at {first['psnr']:.1f} dB to "
             f"{last['bpp']:.3f} bpp at {last['psnr']:.1f} dB: {size_text} and {quality}.")
 
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m else f"{s} s"
