@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.core.errors import BitstreamError
+from workbench.core.jit import njit
 from workbench.core.trellis import StateMachine
 
 NUM_GT = 8
@@ -43,106 +44,138 @@ def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
     >>> decode_levels(data, lv.shape, TCQ8).tolist() == lv.tolist()
     True
     """
-    lv = np.asarray(levels, dtype=np.int64)
+    lv = np.ascontiguousarray(levels, dtype=np.int64)
     if lv.ndim != 2:
         raise ValueError("levels must be a 2-D array of chains x length")
     egk = best_egk(lv)
+    qsel, nxt = _machine_arrays(sm)
+    out = _encode(lv, qsel, nxt, sm.dependent, egk)
+    return bytes([egk]) + out.tobytes()
+
+
+def _machine_arrays(sm: StateMachine) -> tuple[np.ndarray, np.ndarray]:
+    return (np.asarray(sm.quantizer, dtype=np.int64).reshape(-1),
+            np.asarray(sm.next_state, dtype=np.int64).reshape(-1, 2))
+
+
+# The coder's loops, compiled (`workbench.core.jit`): bins are coded one at a time, each updating its
+# context, which no array operation expresses. The integer arithmetic is the same as a reference coder
+# in Python would do (the low register needs 33 bits: int64), so the streams are the same bytes.
+
+@njit
+def _shift_low(st, out):
+    """st = [low, range, cache, cache_size, bytes written]: LZMA's byte output with carry propagation."""
+    low = st[0]
+    if low < 0xFF000000 or low > _MASK32:
+        carry = low >> 32
+        temp = st[2]
+        while True:
+            out[st[4]] = (temp + carry) & 0xFF
+            st[4] += 1
+            temp = 0xFF
+            st[3] -= 1
+            if st[3] == 0:
+                break
+        st[2] = (low >> 24) & 0xFF
+    st[3] += 1
+    st[0] = (low & 0x00FFFFFF) << 8
+
+
+@njit
+def _enc_bin(st, out, pa, pb, bit, c):
+    a = pa[c]
+    b = pb[c]
+    p0 = 65536 - ((a + b) >> 1)
+    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
+    rng = st[1]
+    bound = (rng >> 16) * p0
+    if bit:
+        st[0] += bound
+        rng -= bound
+        pa[c] = a + ((65536 - a) >> 4)
+        pb[c] = b + ((65536 - b) >> 7)
+    else:
+        rng = bound
+        pa[c] = a - (a >> 4)
+        pb[c] = b - (b >> 7)
+    while rng < _TOP:
+        rng <<= 8
+        st[1] = rng
+        _shift_low(st, out)
+    st[1] = rng
+
+
+@njit
+def _enc_bypass(st, out, bit):
+    rng = st[1] >> 1
+    if bit:
+        st[0] += rng
+    while rng < _TOP:
+        rng <<= 8
+        st[1] = rng
+        _shift_low(st, out)
+    st[1] = rng
+
+
+@njit
+def _encode(lv, qsel, nxt, dep, egk):
     rows, cols = lv.shape
-    pa = [_HALF] * _N_CTX
-    pb = [_HALF] * _N_CTX
-    st = [0, _MASK32, 0, 1]  # low, range, cache, cache_size
-    out = bytearray()
-
-    def shift_low() -> None:
-        low = st[0]
-        if low < 0xFF000000 or low > _MASK32:
-            carry = low >> 32
-            temp = st[2]
-            while True:
-                out.append((temp + carry) & 0xFF)
-                temp = 0xFF
-                st[3] -= 1
-                if st[3] == 0:
-                    break
-            st[2] = (low >> 24) & 0xFF
-        st[3] += 1
-        st[0] = (low & 0x00FFFFFF) << 8
-
-    def enc(bit: int, c: int) -> None:
-        a, b = pa[c], pb[c]
-        p1 = (a + b) >> 1
-        p0 = 65536 - p1
-        p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
-        rng = st[1]
-        bound = (rng >> 16) * p0
-        if bit:
-            st[0] += bound
-            rng -= bound
-            pa[c] = a + ((65536 - a) >> 4)
-            pb[c] = b + ((65536 - b) >> 7)
-        else:
-            rng = bound
-            pa[c] = a - (a >> 4)
-            pb[c] = b - (b >> 7)
-        while rng < _TOP:
-            rng <<= 8
-            st[1] = rng
-            shift_low()
-        st[1] = rng
-
-    def bypass(bit: int) -> None:
-        rng = st[1] >> 1
-        if bit:
-            st[0] += rng
-        while rng < _TOP:
-            rng <<= 8
-            st[1] = rng
-            shift_low()
-        st[1] = rng
-
-    qsel = np.asarray(sm.quantizer, dtype=np.int64)
-    nxt = np.asarray(sm.next_state, dtype=np.int64)
-    state = [0] * rows
-    prev = [0] * rows
-    cols_list = lv.T.tolist()
-    dep = sm.dependent
-    qlist, nlist = qsel.tolist(), nxt.tolist()
-    for col in cols_list:
+    pa = np.full(_N_CTX, _HALF, dtype=np.int64)
+    pb = np.full(_N_CTX, _HALF, dtype=np.int64)
+    st = np.array([0, _MASK32, 0, 1, 0], dtype=np.int64)
+    out = np.empty(4096, dtype=np.uint8)
+    state = np.zeros(rows, dtype=np.int64)
+    prev = np.zeros(rows, dtype=np.int64)
+    for j in range(cols):
         for r in range(rows):
-            k = col[r]
+            # room for this level's bytes (at most 14: 10 context bins, 83 bypass bins) and pending carries
+            if st[4] + st[3] + 64 > out.size:
+                grown = np.empty(2 * (out.size + st[3] + 64), dtype=np.uint8)
+                grown[:st[4]] = out[:st[4]]
+                out = grown
+            k = lv[r, j]
             pv = prev[r]
             s = state[r]
-            q = qlist[s] if dep else 0
+            q = qsel[s] if dep else 0
             apv = -pv if pv < 0 else pv
             pc = 2 if apv > 2 else apv
-            enc(1 if k else 0, q * 3 + pc)
-            if k:
-                enc(1 if k < 0 else 0, 6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
+            _enc_bin(st, out, pa, pb, 1 if k != 0 else 0, q * 3 + pc)
+            if k != 0:
+                _enc_bin(st, out, pa, pb, 1 if k < 0 else 0, 6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
                 a = -k if k < 0 else k
                 base = 9 + q * 2 + (1 if apv > 1 else 0)
                 i = 1
                 while i <= NUM_GT:
                     g = 1 if a > i else 0
-                    enc(g, base + (i - 1) * 4)
-                    if not g:
+                    _enc_bin(st, out, pa, pb, g, base + (i - 1) * 4)
+                    if g == 0:
                         break
                     i += 1
                 if a > NUM_GT:
                     rem = a - NUM_GT - 1
                     kk = egk
                     while rem >= (1 << kk):
-                        bypass(1)
+                        _enc_bypass(st, out, 1)
                         rem -= 1 << kk
                         kk += 1
-                    bypass(0)
+                    _enc_bypass(st, out, 0)
                     for bit in range(kk - 1, -1, -1):
-                        bypass((rem >> bit) & 1)
+                        _enc_bypass(st, out, (rem >> bit) & 1)
             prev[r] = k
             if dep:
-                state[r] = nlist[s][k & 1]
+                state[r] = nxt[s, k & 1]
+    if st[4] + st[3] + 16 > out.size:
+        grown = np.empty(st[4] + st[3] + 16, dtype=np.uint8)
+        grown[:st[4]] = out[:st[4]]
+        out = grown
     for _ in range(5):
-        shift_low()
-    return bytes([egk]) + bytes(out)
+        _shift_low(st, out)
+    return out[:st[4]].copy()
+
+
+_ERRORS = {1: "CABAC stream is truncated or corrupted (decoder ran past its end)",
+           2: "CABAC stream is corrupted (Exp-Golomb prefix too long)",
+           3: "CABAC stream is corrupted (level out of range)"}
 
 
 def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.ndarray:
@@ -154,103 +187,119 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
     egk = data[0]
     if egk > MAX_EGK:
         raise BitstreamError(f"CABAC stream has an invalid Exp-Golomb order {egk}")
-    buf = data[1:]
+    buf = np.frombuffer(data, dtype=np.uint8)[1:]
     n = len(buf)
-    pa = [_HALF] * _N_CTX
-    pb = [_HALF] * _N_CTX
-    # st: range, code, position
-    st = [_MASK32, int.from_bytes(buf[1:5], "big"), 5]
+    qsel, nxt = _machine_arrays(sm)
+    out, pos, err = _decode(buf, rows, cols, qsel, nxt, sm.dependent, egk, int.from_bytes(data[2:6], "big"))
+    if err:
+        raise BitstreamError(_ERRORS[err])
+    if pos > n + 4:
+        raise BitstreamError("CABAC stream is truncated or corrupted (decoder ran past its end)")
+    if pos < n:       # the encoder's flush ends where the decoder stops reading (or before)
+        raise BitstreamError(f"CABAC stream is corrupted ({n - pos} bytes left over after the last level)")
+    return out
 
-    def fill() -> None:
-        rng, code, pos = st
-        while rng < _TOP:
-            rng = (rng << 8) & _MASK32
-            code = ((code << 8) | (buf[pos] if pos < n else 0)) & _MASK32
-            pos += 1
-        if pos > n + 8:
-            raise BitstreamError("CABAC stream is truncated or corrupted (decoder ran past its end)")
-        st[0], st[1], st[2] = rng, code, pos
 
-    def dec(c: int) -> int:
-        a, b = pa[c], pb[c]
-        p1 = (a + b) >> 1
-        p0 = 65536 - p1
-        p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
-        rng, code = st[0], st[1]
-        bound = (rng >> 16) * p0
-        if code < bound:
-            st[0] = bound
-            pa[c] = a - (a >> 4)
-            pb[c] = b - (b >> 7)
-            bit = 0
-        else:
-            st[1] = code - bound
-            st[0] = rng - bound
-            pa[c] = a + ((65536 - a) >> 4)
-            pb[c] = b + ((65536 - b) >> 7)
-            bit = 1
-        if st[0] < _TOP:
-            fill()
-        return bit
+@njit
+def _dec_fill(st, buf):
+    """st = [range, code, position, error]"""
+    n = buf.size
+    rng = st[0]
+    code = st[1]
+    pos = st[2]
+    while rng < _TOP:
+        rng = (rng << 8) & _MASK32
+        code = ((code << 8) | (buf[pos] if pos < n else 0)) & _MASK32
+        pos += 1
+    if pos > n + 8:
+        st[3] = 1
+    st[0] = rng
+    st[1] = code
+    st[2] = pos
 
-    def dbypass() -> int:
-        rng = st[0] >> 1
-        st[0] = rng
-        if st[1] >= rng:
-            st[1] -= rng
-            bit = 1
-        else:
-            bit = 0
-        if rng < _TOP:
-            fill()
-        return bit
 
-    qlist = list(sm.quantizer)
-    nlist = [list(t) for t in sm.next_state]
-    dep = sm.dependent
-    state = [0] * rows
-    prev = [0] * rows
-    out = np.zeros((cols, rows), dtype=np.int64)
+@njit
+def _dec_bin(st, buf, pa, pb, c):
+    a = pa[c]
+    b = pb[c]
+    p0 = 65536 - ((a + b) >> 1)
+    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
+    rng = st[0]
+    bound = (rng >> 16) * p0
+    if st[1] < bound:
+        st[0] = bound
+        pa[c] = a - (a >> 4)
+        pb[c] = b - (b >> 7)
+        bit = 0
+    else:
+        st[1] -= bound
+        st[0] = rng - bound
+        pa[c] = a + ((65536 - a) >> 4)
+        pb[c] = b + ((65536 - b) >> 7)
+        bit = 1
+    if st[0] < _TOP:
+        _dec_fill(st, buf)
+    return bit
+
+
+@njit
+def _dec_bypass(st, buf):
+    rng = st[0] >> 1
+    st[0] = rng
+    if st[1] >= rng:
+        st[1] -= rng
+        bit = 1
+    else:
+        bit = 0
+    if rng < _TOP:
+        _dec_fill(st, buf)
+    return bit
+
+
+@njit
+def _decode(buf, rows, cols, qsel, nxt, dep, egk, code):
+    pa = np.full(_N_CTX, _HALF, dtype=np.int64)
+    pb = np.full(_N_CTX, _HALF, dtype=np.int64)
+    st = np.array([_MASK32, code, 5, 0], dtype=np.int64)
+    out = np.zeros((rows, cols), dtype=np.int64)
+    state = np.zeros(rows, dtype=np.int64)
+    prev = np.zeros(rows, dtype=np.int64)
     for j in range(cols):
-        col = [0] * rows
         for r in range(rows):
             pv = prev[r]
             s = state[r]
-            q = qlist[s] if dep else 0
+            q = qsel[s] if dep else 0
             apv = -pv if pv < 0 else pv
             pc = 2 if apv > 2 else apv
             k = 0
-            if dec(q * 3 + pc):
-                neg = dec(6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
+            if _dec_bin(st, buf, pa, pb, q * 3 + pc):
+                neg = _dec_bin(st, buf, pa, pb, 6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
                 base = 9 + q * 2 + (1 if apv > 1 else 0)
                 a = 1
-                while a <= NUM_GT and dec(base + (a - 1) * 4):
+                while a <= NUM_GT and _dec_bin(st, buf, pa, pb, base + (a - 1) * 4):
                     a += 1
                 if a > NUM_GT:
                     kk = egk
                     rem = 0
-                    while dbypass():
+                    while _dec_bypass(st, buf):
                         rem += 1 << kk
                         kk += 1
                         if kk > 40:
-                            raise BitstreamError("CABAC stream is corrupted (Exp-Golomb prefix too long)")
+                            return out, st[2], 2
                     tail = 0
                     for _ in range(kk):
-                        tail = (tail << 1) | dbypass()
+                        tail = (tail << 1) | _dec_bypass(st, buf)
                     a = NUM_GT + 1 + rem + tail
                     if a >= 1 << 31:
-                        raise BitstreamError("CABAC stream is corrupted (level out of range)")
+                        return out, st[2], 3
                 k = -a if neg else a
-            col[r] = k
+            if st[3]:
+                return out, st[2], 1
+            out[r, j] = k
             prev[r] = k
             if dep:
-                state[r] = nlist[s][k & 1]
-        out[j] = col
-    if st[2] > n + 4:
-        raise BitstreamError("CABAC stream is truncated or corrupted (decoder ran past its end)")
-    if st[2] < n:       # the encoder's flush ends where the decoder stops reading (or before)
-        raise BitstreamError(f"CABAC stream is corrupted ({n - st[2]} bytes left over after the last level)")
-    return np.ascontiguousarray(out.T)
+                state[r] = nxt[s, k & 1]
+    return out, st[2], 0
 
 
 def max_levels(n_bytes: int) -> int:
@@ -282,7 +331,7 @@ def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
     """The bits `encode_levels` will spend, without running it: the same bins and contexts, each
     context's two-rate probability estimate followed with a linear filter over its bins in coding
     order (the coder's integer updates without their rounding), plus the exact bypass bits. Vectorised,
-    so `--coder auto` can ask it for every tensor and run this slow coder only where it wins.
+    so `--coder auto` can ask it for every tensor and run this coder only where it wins.
 
     >>> from workbench.core.trellis import TCQ4
     >>> lv = np.random.default_rng(0).laplace(0, 1.5, (30, 400)).round().astype(np.int64)

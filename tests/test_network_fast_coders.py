@@ -1,0 +1,50 @@
+"""The compiled CABAC coder and trellis search (issue 18) write and choose exactly what the pure-Python
+and torch versions did, so files that released versions wrote, and the sizes measured, are unchanged."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.core.container import unpack
+from workbench.core.errors import BitstreamError
+from workbench.core.network import bitstream as bs
+from workbench.core.network import cabac
+from workbench.core.trellis import MACHINES
+
+DATA = Path(__file__).parent / "data"
+STREAMS = np.load(DATA / "cabac_streams.npz")
+"""Levels and the bytes the pure-Python CABAC coder (commit 9ff041f) wrote for them: Laplacian levels
+of the uniform, TCQ-4 and TCQ-8 machines, 16-bit bias levels (Exp-Golomb order 12), levels up to 2^24,
+all-zero and one-element tensors."""
+CASES = sorted({k.split("__")[0] for k in STREAMS.files})
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cabac_writes_and_reads_the_python_coders_bytes(name):
+    lv = STREAMS[f"{name}__levels"].astype(np.int64)
+    sm = MACHINES[int(STREAMS[f"{name}__states"])]
+    old = STREAMS[f"{name}__bytes"].tobytes()
+    assert cabac.encode_levels(lv, sm) == old
+    assert np.array_equal(cabac.decode_levels(old, lv.shape, sm), lv)
+
+
+@pytest.mark.parametrize("name", ["net-uniform-cabac.wbn", "net-tcq-cabac.wbn", "net-shvq-cabac.wbn"])
+def test_cabac_streams_of_released_files_are_written_again_byte_for_byte(name):
+    c = unpack((DATA / "fuzz" / name).read_bytes())
+    coded = 0
+    for i, e in enumerate(bs.iter_network(c)):
+        if e.q is not None and e.coder == "cabac":
+            assert cabac.encode_levels(e.q.levels, e.q.machine) == c.streams[i + 1], e.name
+            coded += 1
+    assert coded > 0
+
+
+def test_cabac_damage_is_still_a_clear_error():
+    lv = STREAMS["tcq8_mixed__levels"].astype(np.int64)
+    sm = MACHINES[8]
+    data = cabac.encode_levels(lv, sm)
+    with pytest.raises(BitstreamError):
+        cabac.decode_levels(data[: len(data) // 2], lv.shape, sm)
+    with pytest.raises(BitstreamError):
+        cabac.decode_levels(data + b"\x00" * 16, lv.shape, sm)
