@@ -7,8 +7,10 @@ benchmarks/compressai_oracle.py)."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from workbench.core import container
+from workbench.core.bench import plan_bench
 from workbench.core.codecs import get_codec
 from workbench.core.compress import compress_image
 from workbench.core.errors import BitstreamError, OptionError
@@ -131,6 +133,21 @@ def test_a_folder_of_zoo_checkpoints_is_one_model_whose_quality_picks_the_file(t
     assert names == ["bmshj2018-hyperprior-1-00ff00ff.pth.tar", "bmshj2018-hyperprior-2-00ff00ff.pth.tar"]
     with pytest.raises(OptionError, match="qualities 1, 2, not 5"):
         compress_image(RGB, "learned", model=str(tmp_path), quality=5)
+
+
+def test_a_sweep_codes_each_rate_point_of_a_checkpoint_once(checkpoints, tmp_path):
+    """One checkpoint is one rate point (eight qualities would code one file eight times); a zoo folder
+    sweeps the qualities it has, not 1..8 (the others would fail)."""
+    image = tmp_path / "img.png"
+    Image.fromarray(RGB).save(image)
+    single = plan_bench([image], [f"learned:model={checkpoints['mbt2018-mean'][1]}"])
+    assert [t.quality for t in single.tasks] == [1]
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    for q in (2, 5):
+        torch.save(compressai_state("bmshj2018-hyperprior", seed=q), folder / f"bmshj2018-hyperprior-{q}-00ff00ff.pth.tar")
+    assert [t.quality for t in plan_bench([image], [f"learned:model={folder}"]).tasks] == [2, 5]
+    assert len(plan_bench([image], ["learned"]).tasks) == 8
 
 
 @pytest.mark.parametrize("arch,quantizer", [("bmshj2018-hyperprior", "rdoq"), ("mbt2018-mean", "tcq8"),

@@ -98,7 +98,7 @@ def test_a_run_set_up_in_the_window_trains_shows_its_curves_and_becomes_a_model_
     assert isinstance(editor, ModelEditor) and editor.combo.findData(value) >= 0   # in the list shown now
     assert value in [v for _, v in model_choices()]                                 # and in lists built later
     spec = window.rd_view.add_model(value)              # already there, ticked, swept at its two levels
-    assert spec == f"learned:model={value}" and window.rd_view._sweeps[spec] == (1.0, 2.0)
+    assert spec == f"learned:model={value}" and window.rd_view._sweep(spec) == (1, 2)
     assert not window.errors
 
 

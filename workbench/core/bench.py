@@ -156,7 +156,7 @@ def plan_bench(images: Sequence[str | Path], codecs: Sequence[str],
     plan: dict[str, tuple] = {}
     settings: dict[tuple[str, float], dict] = {}            # resolved options of each point
     for spec, (name, fixed) in specs.items():
-        qualities = tuple(dict.fromkeys(sweeps[spec] if spec in sweeps else type(impls[spec]).sweep))
+        qualities = tuple(dict.fromkeys(sweeps[spec] if spec in sweeps else default_sweep(spec)))
         if not qualities:
             raise OptionError(f"{spec}: no qualities to sweep")
         for q in qualities:
@@ -329,6 +329,17 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
             raise OptionError(f"codec {spec!r}: expected NAME:KEY=VALUE:..., got {pair!r}")
         fixed[key.strip().replace("-", "_")] = value.strip()
     return name.strip(), fixed
+
+
+def default_sweep(spec: str) -> tuple:
+    """The qualities a codec spec sweeps when none are given (`ImageCodec.default_sweep` with the
+    spec's fixed options)."""
+    name, fixed = parse_codec_spec(spec)
+    codec = get_codec(name)
+    try:
+        return codec.default_sweep(codec.options(**fixed))
+    except OptionError as err:
+        raise OptionError(f"{spec}: {err}") from None
 
 
 def get_codec_label(spec: str) -> str:

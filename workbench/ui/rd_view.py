@@ -28,11 +28,11 @@ from PySide6.QtWidgets import (
     QRadioButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from workbench.core.bench import BenchProgress, BenchResult, bench_job, default_jobs, parse_codec_spec
+from workbench.core.bench import BenchProgress, BenchResult, bench_job, default_jobs, default_sweep, parse_codec_spec
 from workbench.core.bench_report import write_report
 from workbench.core.codecs import all_codecs, codec_class
+from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Job
-from workbench.core.learned.catalog import model_levels, zoo_folder
 from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
 from workbench.ui.codec_panel import selection_name
@@ -315,24 +315,21 @@ class RDView(QWidget):
                 self._codec_list.item(i).setCheckState(Qt.CheckState.Checked)
                 return spec
         self._colors[spec] = len(self._colors)
-        folder = zoo_folder(model) if Path(model).is_dir() else None
-        # a zoo folder's curve is its qualities; a CompressAI checkpoint has one rate point, a model of ours
-        # (trained in the Train tab) one per quality level
-        levels = model_levels(model) if folder is None else 1
-        self._sweeps[spec] = tuple(float(q) for q in sorted(folder[2])) if folder else \
-            tuple(float(q) for q in range(1, levels + 1))
+        qualities = _default_sweep(spec)
         item = QListWidgetItem(_label(spec))
         item.setData(Qt.ItemDataRole.UserRole, spec)
         item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setToolTip(f"{model}\n" + (f"qualities {', '.join(str(q) for q in sorted(folder[2]))}" if folder else
-                                        f"qualities 1–{levels}" if levels > 1 else
-                                        "one rate point (CompressAI trains one model per quality): open a folder "
-                                        "of the zoo's checkpoints for a curve"))
+        item.setToolTip(f"{model}\n" + (f"qualities {', '.join(f'{q:g}' for q in qualities)}" if len(qualities) > 1
+                                        else "one rate point (CompressAI trains one model per quality): open a "
+                                             "folder of the zoo's checkpoints for a curve"))
         item.setCheckState(Qt.CheckState.Checked)
         self._codec_list.addItem(item)
         self._codec_list.setFixedHeight(self._codec_list.sizeHintForRow(0) * self._codec_list.count()
                                         + 2 * self._codec_list.frameWidth() + 4)
         return spec
+
+    def _sweep(self, codec: str) -> tuple:
+        return self._sweeps.get(codec) or _default_sweep(codec)
 
     def anchor(self) -> str | None:
         return self._anchor.currentData()
@@ -372,7 +369,7 @@ class RDView(QWidget):
         codecs = self.selected_codecs()
         if self.runner.is_running() or not images or not codecs:
             return
-        per_image = sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
+        per_image = sum(len(self._sweep(c)) for c in codecs)
         self._total_images = len(images)
         self._live = BenchResult(codecs=list(codecs))
         self._result = None
@@ -508,7 +505,7 @@ class RDView(QWidget):
         src = self._live
         if self._result is not None:
             return self._result
-        need = {c: len(self._sweeps.get(c) or _cls(c).sweep) for c in src.codecs}
+        need = {c: len(self._sweep(c)) for c in src.codecs}
         counts = Counter((p.image, p.codec) for p in src.points)
         done = [im for im in src.images if all(counts[(im, c)] >= n for c, n in need.items())]
         return BenchResult(images=done, points=[p for p in src.points if p.image in done], codecs=list(src.codecs))
@@ -593,7 +590,7 @@ class RDView(QWidget):
             elif not codecs:
                 self._run.setToolTip("Tick at least one codec.")
             else:
-                points = len(images) * sum(len(self._sweeps.get(c) or _cls(c).sweep) for c in codecs)
+                points = len(images) * sum(len(self._sweep(c)) for c in codecs)
                 self._run.setToolTip(f"Encode and decode {_count(points, 'time')}, measuring every result.")
         self._cancel.setEnabled(running)
         self._codec_list.setEnabled(not running)
@@ -664,6 +661,15 @@ def _short_label(codec: str) -> str:
     codec is named with its model, so two learned codecs never read alike."""
     name, fixed = parse_codec_spec(codec)
     return selection_name(name, build(codec_class(name).Options, fixed))
+
+
+def _default_sweep(codec: str) -> tuple:
+    """What the sweep of a list entry measures by default; an entry whose model no longer opens counts as the
+    codec's usual sweep here, and the sweep itself reports why it cannot run."""
+    try:
+        return default_sweep(codec)
+    except WorkbenchError:
+        return _cls(codec).sweep
 
 
 def _cls(codec: str):

@@ -40,6 +40,11 @@ class ImageCodec:
         """(available, reason); the reason says what is missing when it is not available."""
         return True, ""
 
+    def default_sweep(self, options: Any) -> tuple:
+        """The qualities an RD sweep measures when none are given, with `options` fixed; a codec whose
+        options change what its quality knob reaches (the learned codec's model) narrows them."""
+        return type(self).sweep
+
     @classmethod
     def is_available(cls) -> bool:
         return cls.availability()[0]

@@ -11,7 +11,7 @@ from workbench.core import container
 from workbench.core.codecs.base import Encoded, ImageCodec, register_codec
 from workbench.core.errors import BitstreamError, ImageError
 from workbench.core.jobs import Job, run
-from workbench.core.learned.catalog import DEFAULT_MODEL, model_for_quality, shipped_models
+from workbench.core.learned.catalog import DEFAULT_MODEL, model_for_quality, model_sweep, shipped_models
 from workbench.core.options import option
 
 CODEC_ID = "learned"
@@ -82,6 +82,11 @@ class LearnedCodec(ImageCodec):
         except BitstreamError:
             return "the learned codec"
         return f"the learned codec, model {model}"
+
+    def default_sweep(self, options: LearnedOptions) -> tuple:
+        """A single CompressAI checkpoint has one rate point (eight qualities would code the same file
+        eight times); a folder of zoo checkpoints has the qualities of its files."""
+        return model_sweep(options.model)
 
     def encode(self, rgb: np.ndarray, options: LearnedOptions) -> bytes:
         return run(self.encode_job(rgb, options)).data

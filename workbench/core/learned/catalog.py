@@ -190,6 +190,17 @@ def model_for_quality(value: str, quality: float) -> str:
     return by_quality[q]
 
 
+def model_sweep(value: str) -> tuple[int, ...]:
+    """The qualities that are different rate points of a model: one per level of a model of ours (a model
+    made in the Train tab may have fewer than 8), the files' qualities for a folder of zoo checkpoints,
+    and quality 1 alone for a single CompressAI checkpoint (quality does not apply to it)."""
+    path = Path(value)
+    stated = zoo_folder(path) if path.is_dir() else None
+    if stated:
+        return tuple(sorted(stated[2]))
+    return tuple(range(1, min(model_levels(value), 8) + 1))
+
+
 def model_choices() -> list[tuple[str, str]]:
     """(label, value) for the chooser: every shipped model, then the remembered imports (files, and folders
     of zoo checkpoints) that still exist."""
