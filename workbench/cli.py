@@ -136,7 +136,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        "quantizer (rounding or trellis); resumable", add_help=False)
     c.add_argument("--data", action="append", default=[], help="folder of training images (repeatable; default "
                    "../shared/datasets/train and wikipedia49 when present)")
-    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes)")
+    c.add_argument("--out", help="run folder: checkpoint last.pt and train_log.jsonl (running again resumes; "
+                   "a file named 'pause' in it stops the run after a checkpoint)")
     c.add_argument("-h", "--help", action="store_true", help="show help with every finetuning option")
     c.set_defaults(func=cmd_finetune, subparser=c)
 
@@ -568,9 +569,11 @@ def cmd_finetune(args, rest) -> int:
     folders = _training_folders(args, "finetune")
     bar = TextProgressBar()
     last_val: dict = {}
+    reached = [0]
 
     def show(event) -> None:
         bar(event)
+        reached[0] = event.step
         if "val_psnr" in event.metrics:
             last_val.update(event.metrics)
 
@@ -578,6 +581,10 @@ def cmd_finetune(args, rest) -> int:
         final = run(finetune_job(opts, folders, Path(args.out)), on_progress=show)
     finally:
         bar.close()
+    if 0 < reached[0] < opts.steps:
+        print(f"paused at step {reached[0]} of {opts.steps} (checkpoint {final}); run the same command again "
+              "to continue")
+        return 0
     if last_val:
         print(f"validation with {opts.quantizer} (mean over levels): PSNR {last_val['val_psnr']:.2f} dB, "
               f"{last_val['val_gain_db']:+.3f} dB over the original decoder")

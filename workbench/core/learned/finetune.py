@@ -15,7 +15,9 @@ level is best reconstructed, per quantizer, scale level and magnitude), at a hig
 they start from zero.
 
 The result is a normal training checkpoint (`last.pt`, resumable), which `workbench export-model` turns
-into a model file like any other.
+into a model file like any other. The run folder is kept as `workbench train` keeps it (`run_folder.py`:
+the run's settings, a line per step, a preview per validation, a pause file), so the app's Train tab runs,
+watches, pauses and resumes a finetuning exactly as it does a training.
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ from pathlib import Path
 
 import torch
 
-from workbench.core.errors import OptionError
+from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
+from workbench.core.learned import preview, run_folder
 from workbench.core.learned.kinds import interpolate_levels
 from workbench.core.learned.kinds.base import QuantizedLatents
 from workbench.core.learned.latent_quantizers import LATENT_QUANTIZERS, OFFSET_SHAPE, apply_offsets, offset_slots
 from workbench.core.learned.train import distortion, save_checkpoint
 from workbench.core.learned.weights import load_codec_model
-from workbench.core.options import option
+from workbench.core.options import option, specs
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,41 @@ class FinetuneOptions:
     checkpoint_every: int = option(250, "steps between checkpoints", minimum=1)
 
 
-def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path) -> Job[Path]:
-    """Yields Progress events (distortion, PSNR on training and held-out crops); returns `last.pt`."""
-    cm = load_codec_model(opts.model)
+QUANTIZERS: tuple[str, ...] = next(s.choices for s in specs(FinetuneOptions) if s.name == "quantizer")
+
+
+def check_finetune(cm, opts: FinetuneOptions) -> None:
+    """Refuse, in one line, what cannot be finetuned: a kind without a trainable decoder, a quantizer the
+    kind does not code with, or one whose loss needs the λ a checkpoint does not record."""
     if not cm.model.supports_finetune:
         raise OptionError(f"decoder finetuning is not available for the {cm.model.name} model")
     cm.model.check_tools(opts)          # a quantizer the kind does not code with
+    lambdas = json.loads(cm.info.get("lambdas") or "[]")
+    if len(lambdas) != cm.model.levels and not (cm.model.levels == 1 and opts.quantizer == "round"):
+        # (with one rate point and rounding, λ scales the loss only: it is not needed)
+        raise OptionError(f"{opts.model} does not record its λ per level, which finetuning with {opts.quantizer} "
+                          "needs (a CompressAI checkpoint: name it like the zoo's files, e.g. mbt2018-mean-3-....pth.tar)")
+
+
+def refused_quantizers(model: str) -> dict[str, str]:
+    """Why each quantizer cannot be finetuned on with `model` (the ones it can are absent), asked of the
+    model's kind through `check_finetune`, so a front end offers exactly what the job accepts. Loads the
+    model: run it off the GUI thread."""
+    cm = load_codec_model(model)
+    out = {}
+    for name in QUANTIZERS:
+        try:
+            check_finetune(cm, FinetuneOptions(model=model, quantizer=name))
+        except OptionError as err:
+            out[name] = str(err)
+    return out
+
+
+def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path) -> Job[Path]:
+    """Yields Progress events (distortion, PSNR on training and held-out crops); returns `last.pt`, early
+    when a pause is requested in the run folder (running it again resumes)."""
+    cm = load_codec_model(opts.model)
+    check_finetune(cm, opts)
     if opts.crop % cm.model.z_stride:
         raise OptionError(f"--crop must be a multiple of {cm.model.z_stride} for this model, got {opts.crop}")
     quantizer = LATENT_QUANTIZERS.get(opts.quantizer)()
@@ -93,10 +125,6 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
     optimizer = torch.optim.Adam(groups)
     lambdas = json.loads(cm.info.get("lambdas") or "[]")
     metric = cm.info.get("metric", "mse")
-    if len(lambdas) != model.levels and not (model.levels == 1 and opts.quantizer == "round"):
-        # (with one rate point and rounding, λ scales the loss only: it is not needed)
-        raise OptionError(f"{opts.model} does not record its λ per level, which finetuning with {opts.quantizer} "
-                          "needs (a CompressAI checkpoint: name it like the zoo's files, e.g. mbt2018-mean-3-....pth.tar)")
     log_lambdas = torch.log(torch.tensor(lambdas or [1.0], dtype=torch.float64))
     step = 0
     last = out_dir / "last.pt"
@@ -115,11 +143,19 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
                 offsets.copy_(state["offsets"][opts.quantizer])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
+    run_folder.save_spec(out_dir, run_folder.RunSpec(asdict(opts), {}, tuple(str(Path(f).resolve())
+                                                                             for f in data_folders), "finetune"))
+    progress = run_folder.ProgressLog(out_dir, step)
+    shown = _Preview(cm, quantizer, opts, val[:1], out_dir)
+    if step == 0:               # what the original decoder makes of the crop, for "how much it learned"
+        progress.write(0, shown.write(cm.model, None if base_offsets is None else
+                                      torch.from_numpy(base_offsets).float(), 0))
     gen = torch.Generator().manual_seed(opts.seed * 1000 + step)
     stream = crops_data.batches(crops.train, opts.batch, gen)
     log_path = out_dir / "train_log.jsonl"
     window: list[float] = []
-    t0 = time.perf_counter()
+    skipped = 0
+    t0 = t_step = time.perf_counter()
     while step < opts.steps:
         decay = (0.5 if step >= 0.75 * opts.steps else 1.0) * (0.5 if step >= 0.9 * opts.steps else 1.0)
         for group, base_lr in zip(optimizer.param_groups, (opts.lr, opts.offset_lr)):
@@ -134,24 +170,77 @@ def finetune_job(opts: FinetuneOptions, data_folders: list[Path], out_dir: Path)
         loss = (lam * d).mean() / lam.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            offsets.clamp_(-0.5, 0.5)       # stay inside the level's cell
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         step += 1
-        window.append(float((x - x_hat.detach().clamp(0, 1)).pow(2).mean()))
-        m = {"mse": sum(window) / len(window)}
-        m["psnr"] = 10 * math.log10(1 / max(m["mse"], 1e-12))
+        record: dict = {}
+        if torch.isfinite(grad_norm) and (offsets.grad is None or torch.isfinite(offsets.grad).all()):
+            optimizer.step()
+            with torch.no_grad():
+                offsets.clamp_(-0.5, 0.5)       # stay inside the level's cell
+            window.append(float((x - x_hat.detach().clamp(0, 1)).pow(2).mean()))
+            record = {"loss": float(loss.detach()), "mse": window[-1],
+                      "psnr": 10 * math.log10(1 / max(window[-1], 1e-12))}
+        else:
+            # one non-finite gradient would turn every weight into NaN through Adam: skip the batch
+            skipped += 1
+            if skipped > max(20, opts.steps // 50):
+                raise WorkbenchError(f"finetuning diverged: {skipped} steps with non-finite gradients "
+                                     "(try a lower --lr)")
+        m = {"mse": sum(window) / len(window)} if window else {}
+        if window:
+            m["psnr"] = 10 * math.log10(1 / max(m["mse"], 1e-12))
+        m["skipped_steps"] = skipped
+        record["skipped_steps"] = skipped
         if step % opts.validate_every == 0 or step == opts.steps:
-            m.update(validate(cm, quantizer, model, offsets.detach(), val))
+            v = validate(cm, quantizer, model, offsets.detach(), val)
+            m.update(v)
+            record.update(v, **shown.write(model, offsets.detach(), step))
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"step": step, "seconds": time.perf_counter() - t0, **m}) + "\n")
             window.clear()
-        if step % opts.checkpoint_every == 0 or step == opts.steps:
-            save_checkpoint(last, model, optimizer, step, recipe,
-                            {"offsets": {opts.quantizer: offsets.detach().clone()}} if keep_offsets else None)
+        checkpoint = step % opts.checkpoint_every == 0 or step == opts.steps
+        extra = {"offsets": {opts.quantizer: offsets.detach().clone()}} if keep_offsets else None
+        if checkpoint:
+            save_checkpoint(last, model, optimizer, step, recipe, extra)
+        now = time.perf_counter()
+        progress.write(step, {**record, "step_seconds": now - t_step})
+        t_step = now
         yield Progress(step, opts.steps, f"step {step}", metrics=m)
+        if step < opts.steps and run_folder.pause_requested(out_dir):
+            if not checkpoint:
+                save_checkpoint(last, model, optimizer, step, recipe, extra)
+            run_folder.clear_pause(out_dir)
+            break                       # paused: the same command resumes from here
+    progress.close()
     return last
+
+
+class _Preview:
+    """The held-out crop as the decoder being finetuned makes it of what the quantizer decides, at the
+    middle level. The decisions and the file's size are the frozen encoder's, so they are computed once:
+    the rate a finetuning shows is that of the file the quantizer writes for the crop, and it stays."""
+
+    def __init__(self, cm, quantizer, opts: FinetuneOptions, crop: torch.Tensor, out_dir: Path):
+        from workbench.core.codecs import get_codec
+
+        self.crop, self.out_dir, self.quantizer = crop, out_dir, quantizer.name
+        self.level = preview.preview_level(cm.model.levels)
+        self.q = torch.full((1,), float(self.level))
+        self.decisions = cm.model.quantized_latents(cm, crop, self.q, quantizer)
+        rgb = torch.round(crop[0].permute(1, 2, 0) * 255).to(torch.uint8).numpy()
+        codec = get_codec("learned")
+        data = codec.encode(rgb, codec.options(quality=self.level, model=opts.model, quantizer=opts.quantizer))
+        self.bpp = len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
+
+    @torch.no_grad()
+    def write(self, net, offsets: torch.Tensor | None, step: int) -> dict:
+        training = net.training
+        net.eval()
+        x_hat = net.synthesise(decoded_latents(self.decisions, offsets) * net.gains(self.q)[1])
+        net.train(training)
+        p = preview.save_preview(self.out_dir, self.crop, x_hat, step, self.level, self.bpp,
+                                 quantizer=self.quantizer)
+        return {"bpp": p["bpp"], "preview_psnr": p["psnr"]}
 
 
 def decoded_latents(q: QuantizedLatents, offsets: torch.Tensor | None) -> torch.Tensor:

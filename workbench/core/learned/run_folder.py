@@ -1,9 +1,10 @@
 """A training run's folder is its whole state, so any front end can start, watch, pause and resume it.
 
-`workbench train --out RUN` keeps there, besides `last.pt` and `train_log.jsonl`:
+`workbench train --out RUN` and `workbench finetune --out RUN` keep there, besides `last.pt` and
+`train_log.jsonl`:
 
-* `run.json`: what the run is (training options, surrogate options, image folders), so a window opened
-  later on the folder shows its settings and can run the same command again;
+* `run.json`: what the run is (which command, its options, surrogate options, image folders), so a window
+  opened later on the folder shows its settings and can run the same command again;
 * `progress.jsonl`: one line per step (the step's loss, rate, PSNR, temperature, the time it took) and
   the validation and preview measurements at their steps, for live curves and an ETA. A resumed run
   first drops the lines past its checkpoint, so the file never holds a step twice;
@@ -30,6 +31,7 @@ from workbench.core.errors import OptionError
 from workbench.core.jobs import duration_text
 
 RUN_FILE = "run.json"
+COMMANDS = ("train", "finetune")
 PROGRESS_FILE = "progress.jsonl"
 PAUSE_FILE = "pause"
 CHECKPOINT = "last.pt"
@@ -39,16 +41,17 @@ READ_LIMIT = 1 << 20
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What `workbench train` is asked to do: `options` are TrainOptions' fields, `surrogate_options`
-    the chosen surrogate's, `data` the image folders."""
+    """What `workbench train` (or `finetune`, the `command`) is asked to do: `options` are TrainOptions'
+    (FinetuneOptions') fields, `surrogate_options` the chosen surrogate's, `data` the image folders."""
 
     options: dict[str, Any]
     surrogate_options: dict[str, Any] = field(default_factory=dict)
     data: tuple[str, ...] = ()
+    command: str = "train"
 
 
 def save_spec(out_dir: str | os.PathLike, spec: RunSpec) -> Path:
-    text = json.dumps({"command": "train", **asdict(spec), "data": list(spec.data)}, indent=1) + "\n"
+    text = json.dumps({**asdict(spec), "data": list(spec.data)}, indent=1) + "\n"
     return write_bytes_atomic(Path(out_dir) / RUN_FILE, text.encode("utf-8"))
 
 
@@ -57,7 +60,9 @@ def load_spec(out_dir: str | os.PathLike) -> RunSpec:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         spec = RunSpec(dict(raw["options"]), dict(raw.get("surrogate_options") or {}),
-                       tuple(str(d) for d in raw.get("data", ())))
+                       tuple(str(d) for d in raw.get("data", ())), raw.get("command", "train"))
+        if spec.command not in COMMANDS:
+            raise ValueError(spec.command)
     except FileNotFoundError:
         raise OptionError(f"{out_dir} is not a training run folder (it has no {RUN_FILE})") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -72,8 +77,10 @@ def is_run_folder(path: str | os.PathLike) -> bool:
 # --- the command line -------------------------------------------------------------------------------
 
 def train_args(spec: RunSpec, out_dir: str | os.PathLike) -> list[str]:
-    """`workbench train` arguments for `spec`: the model, surrogate and folders always, every other option
-    only where it differs from its default, so the line stays readable."""
+    """`workbench train` (or `finetune`) arguments for `spec`: the model, quantizer and folders always,
+    every other option only where it differs from its default, so the line stays readable."""
+    if spec.command == "finetune":
+        return _finetune_args(spec, out_dir)
     from workbench.core.learned.quantizers import SURROGATES
     from workbench.core.learned.train import TrainOptions
     from workbench.core.options import build, specs
@@ -93,6 +100,20 @@ def train_args(spec: RunSpec, out_dir: str | os.PathLike) -> list[str]:
     for s in specs(type(sur)):
         if getattr(sur, s.name) != s.default:
             args.append(_flag(s.name, getattr(sur, s.name)))
+    return args
+
+
+def _finetune_args(spec: RunSpec, out_dir: str | os.PathLike) -> list[str]:
+    from workbench.core.learned.finetune import FinetuneOptions
+    from workbench.core.options import build, specs
+
+    opts = build(FinetuneOptions, spec.options)
+    args = ["finetune", "--model", opts.model, "--quantizer", opts.quantizer]
+    for folder in spec.data:
+        args += ["--data", str(folder)]
+    args += ["--out", str(out_dir)]
+    args += [_flag(s.name, getattr(opts, s.name)) for s in specs(FinetuneOptions)
+             if s.name not in ("model", "quantizer") and getattr(opts, s.name) != s.default]
     return args
 
 
