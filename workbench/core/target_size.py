@@ -144,8 +144,8 @@ def target_size_job(rgb: np.ndarray, codec: str, target_bytes: int, base_options
 
 def sweep_job(rgb: np.ndarray, codec: str, base_options: Any = None, name: str | None = None) -> Job[RateCurve]:
     """Encode at every quality of the codec's default sweep; the curve places single files on it."""
-    cls = codec_class(codec)
-    qualities = tuple(cls.sweep)
+    cls, impl = codec_class(codec), get_codec(codec)
+    qualities = tuple(impl.default_sweep(base_options if base_options is not None else impl.options()))
     if not qualities:
         raise TypeError(f"codec {codec} declares no sweep")
     bpp, psnr, ms_db = [], [], []          # numbers only: a sweep must not hold every reconstruction
