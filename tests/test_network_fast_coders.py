@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from workbench.core.container import unpack
 from workbench.core.errors import BitstreamError
 from workbench.core.network import bitstream as bs
 from workbench.core.network import cabac
+from workbench.core import trellis
 from workbench.core.trellis import MACHINES
 
 DATA = Path(__file__).parent / "data"
@@ -48,3 +50,21 @@ def test_cabac_damage_is_still_a_clear_error():
         cabac.decode_levels(data[: len(data) // 2], lv.shape, sm)
     with pytest.raises(BitstreamError):
         cabac.decode_levels(data + b"\x00" * 16, lv.shape, sm)
+
+
+@pytest.mark.parametrize("states", [0, 4, 8])
+def test_compiled_trellis_search_picks_the_torch_searchs_levels(states):
+    """`viterbi` with a `TableRate` runs the compiled search; `_viterbi` is the torch recursion it replaced
+    (still used for other rates). Ties (half-integer inputs), escapes beyond the table (large levels) and
+    per-weight importance included."""
+    sm = MACHINES[states]
+    gen = torch.Generator().manual_seed(states)
+    for scale in (0.3, 4.0, 40.0):
+        u = torch.randn(12, 150, dtype=torch.float64, generator=gen) * scale
+        u[0, :60] = torch.round(u[0, :60] * 2) / 2
+        rate = trellis.TableRate.fit(trellis.viterbi(u, 0.0, trellis.TableRate.flat(), sm).numpy(), sm)
+        f = torch.rand(12, 150, dtype=torch.float64, generator=gen) + 0.5
+        for lam in (0.0, 0.1, 1.0):
+            for w in (None, f):
+                ref = trellis._viterbi(u, torch.ones_like(u) if w is None else w, lam, rate, sm)
+                assert torch.equal(trellis.viterbi(u, lam, rate, sm, w), ref), (scale, lam, w is None)

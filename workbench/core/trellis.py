@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from workbench.core.jit import njit
+
 
 @dataclass(frozen=True)
 class StateMachine:
@@ -127,9 +129,11 @@ def viterbi(u: torch.Tensor, lam: float, rate: RateFn, sm: StateMachine,
     C, L = u.shape
     dev = u.device
     u = u.to(dtype)
-    f = torch.ones_like(u) if weights is None else weights.to(dev, dtype).expand_as(u)
     if L == 0 or C == 0:
         return torch.zeros((C, L), dtype=torch.int64, device=dev)
+    if isinstance(rate, TableRate) and dev.type == "cpu" and dtype == torch.float64:
+        return _table_search(u, None if weights is None else weights.to(dev, dtype).expand_as(u), lam, rate, sm)
+    f = torch.ones_like(u) if weights is None else weights.to(dev, dtype).expand_as(u)
     with _one_thread(dev):
         return _viterbi(u, f, lam, rate, sm)
 
@@ -227,6 +231,114 @@ def _viterbi(u, f, lam, rate, sm) -> torch.Tensor:
         back_level[j] = prev
         back_pred[j] = src // 2
     return _backtrack(cost, back_level, back_pred)
+
+
+def _table_search(u: torch.Tensor, f: torch.Tensor | None, lam: float, rate: "TableRate",
+                  sm: StateMachine) -> torch.Tensor:
+    """`_viterbi` for a `TableRate`, compiled: one chain at a time with per-weight loops over states and
+    candidates, so it needs no Python per weight and keeps only one chain's survivors (L × states).
+    The same float64 operations in the same order, and ties broken the same way (first candidate,
+    first arrival, lowest final state), so it picks exactly the torch search's levels."""
+    S = sm.n_states
+    preds = [[] for _ in range(S)]
+    for s in range(S):
+        for p in range(2):
+            preds[sm.next_state[s][p]].append(s * 2 + p)
+    if not sm.dependent:
+        preds = [[0, 1]]
+    out = _table_viterbi(np.ascontiguousarray(u.numpy()), None if f is None else np.ascontiguousarray(f.numpy()),
+                         float(lam), np.ascontiguousarray(rate.bits.cpu().numpy()), int(rate.max_level),
+                         np.asarray(sm.quantizer, dtype=np.int64), np.asarray(preds, dtype=np.int64), sm.dependent)
+    return torch.from_numpy(out)
+
+
+@njit
+def _table_viterbi(u, f, lam, bits, max_level, quant, pred, dep):
+    C, L = u.shape
+    S = quant.size
+    out = np.empty((C, L), dtype=np.int64)
+    back_level = np.empty((L, S), dtype=np.int64)
+    back_pred = np.empty((L, S), dtype=np.int64)
+    cost = np.empty(S)
+    new_cost = np.empty(S)
+    prev = np.empty(S, dtype=np.int64)
+    jsp = np.empty(2 * S)
+    lsp = np.empty(2 * S, dtype=np.int64)
+    cand = np.empty((2, 3), dtype=np.int64)
+    local = np.empty((2, 3))
+    inf = np.inf
+    for c in range(C):
+        cost[:] = inf
+        cost[0] = 0.0
+        prev[:] = 0
+        for j in range(L):
+            x = u[c, j]
+            # candidates and their distortion per quantizer (`_candidates`)
+            for q in range(2 if dep else 1):
+                if not dep:
+                    t = np.floor(x)
+                    r0, r1 = t, t + 1
+                    k0, k1 = int(t), int(t + 1)
+                elif q == 0:
+                    t = np.floor(x / 2)
+                    r0, r1 = 2 * t, 2 * (t + 1)
+                    k0, k1 = int(t), int(t + 1)
+                else:
+                    t = np.floor((x - 1) / 2)
+                    r0, r1 = 2 * t + 1, 2 * t + 3
+                    k0 = int(t + (1.0 if t >= 0 else 0.0))
+                    k1 = int(t + 1 + (1.0 if t >= -1 else 0.0))
+                cand[q, 0], cand[q, 1], cand[q, 2] = k0, k1, 0
+                d0, d1, d2 = (x - r0) ** 2, (x - r1) ** 2, (x - 0.0) ** 2
+                if f is not None:
+                    w = f[c, j]
+                    d0, d1, d2 = w * d0, w * d1, w * d2
+                local[q, 0], local[q, 1], local[q, 2] = d0, d1, d2
+            for s in range(S):
+                q = quant[s]
+                pv = prev[s]
+                pc = min(abs(pv), 2)
+                b0 = inf
+                b1 = inf
+                l0 = cand[q, 0]
+                l1 = cand[q, 0]
+                for i in range(3):
+                    k = cand[q, i]
+                    a = abs(k)
+                    bit = bits[q, pc, min(a, max_level)]
+                    extra = a - max_level
+                    if extra > 0:
+                        bit = bit + (2 * np.floor(np.log2(extra + 1.0)) + 1)
+                    jv = (cost[s] + local[q, i]) + lam * bit
+                    if k & 1:
+                        if jv < b1:
+                            b1 = jv
+                            l1 = k
+                    elif jv < b0:
+                        b0 = jv
+                        l0 = k
+                jsp[2 * s] = b0
+                jsp[2 * s + 1] = b1
+                lsp[2 * s] = l0
+                lsp[2 * s + 1] = l1
+            for s in range(S):
+                src = pred[s, 0]
+                if jsp[pred[s, 1]] < jsp[src]:
+                    src = pred[s, 1]
+                new_cost[s] = jsp[src]
+                back_level[j, s] = lsp[src]
+                back_pred[j, s] = src // 2
+            for s in range(S):
+                cost[s] = new_cost[s]
+                prev[s] = back_level[j, s]
+        s = 0
+        for t in range(1, S):
+            if cost[t] < cost[s]:
+                s = t
+        for j in range(L - 1, -1, -1):
+            out[c, j] = back_level[j, s]
+            s = back_pred[j, s]
+    return out
 
 
 @contextmanager
