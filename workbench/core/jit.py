@@ -13,10 +13,13 @@ from __future__ import annotations
 import numba
 
 
-def njit(fn):
+def njit(fn=None, **options):
     """`numba.njit` with the on-disk cache when one is available. No fastmath: the trellis search must
-    pick exactly the levels the float64 torch search picks, so IEEE arithmetic is kept."""
+    pick exactly the levels the float64 torch search picks, so IEEE arithmetic is kept. Helpers called
+    once per bin take `inline="always"`: a call that passes arrays costs reference counting each time."""
+    if fn is None:
+        return lambda f: njit(f, **options)
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError:        # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, **options)(fn)

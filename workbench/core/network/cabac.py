@@ -62,7 +62,7 @@ def _machine_arrays(sm: StateMachine) -> tuple[np.ndarray, np.ndarray]:
 # context, which no array operation expresses. The integer arithmetic is the same as a reference coder
 # in Python would do (the low register needs 33 bits: int64), so the streams are the same bytes.
 
-@njit
+@njit(inline="always")
 def _shift_low(st, out):
     """st = [low, range, cache, cache_size, bytes written]: LZMA's byte output with carry propagation."""
     low = st[0]
@@ -81,7 +81,7 @@ def _shift_low(st, out):
     st[0] = (low & 0x00FFFFFF) << 8
 
 
-@njit
+@njit(inline="always")
 def _enc_bin(st, out, pa, pb, bit, c):
     a = pa[c]
     b = pb[c]
@@ -105,7 +105,7 @@ def _enc_bin(st, out, pa, pb, bit, c):
     st[1] = rng
 
 
-@njit
+@njit(inline="always")
 def _enc_bypass(st, out, bit):
     rng = st[1] >> 1
     if bit:
@@ -200,7 +200,7 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
     return out
 
 
-@njit
+@njit(inline="always")
 def _dec_fill(st, buf):
     """st = [range, code, position, error]"""
     n = buf.size
@@ -218,7 +218,7 @@ def _dec_fill(st, buf):
     st[2] = pos
 
 
-@njit
+@njit(inline="always")
 def _dec_bin(st, buf, pa, pb, c):
     a = pa[c]
     b = pb[c]
@@ -242,7 +242,7 @@ def _dec_bin(st, buf, pa, pb, c):
     return bit
 
 
-@njit
+@njit(inline="always")
 def _dec_bypass(st, buf):
     rng = st[0] >> 1
     st[0] = rng
