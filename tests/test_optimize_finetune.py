@@ -1,6 +1,8 @@
 """Encoder-side tools on a trained model: per-image latent optimization and decoder finetuning."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from workbench.core.errors import OptionError
 from workbench.core.images import load_image
 from workbench.core.jobs import run
 from workbench.core.learned.finetune import FinetuneOptions, finetune_job
-from workbench.core.learned.optimize import SoftRounding
+from workbench.core.learned.optimize import Adam, SoftRounding
 from workbench.core.learned.train import TrainOptions, train_job
 from workbench.core.learned.weights import export_checkpoint, load_codec_model
 
@@ -31,6 +33,36 @@ def test_soft_rounding_anneals_to_rounding_with_a_gradient():
     warm.sum().backward()
     assert torch.all(v.grad > 0)                        # unlike straight-through, a real gradient
     assert torch.all((warm >= torch.floor(v)) & (warm <= torch.floor(v) + 1))
+
+
+def test_the_optimizations_adam_steps_as_torchs_adam():
+    """Its own Adam spares the optimization torch._dynamo's import; the steps must be torch's."""
+    torch.manual_seed(0)
+    start = [torch.randn(2, 5, 3) for _ in range(2)]
+    ours, theirs = ([p.clone().requires_grad_(True) for p in start] for _ in range(2))
+    mine, reference = Adam(ours, lr=0.005), torch.optim.Adam(theirs, lr=0.005)
+    target = torch.randn(2, 5, 3)
+    for _ in range(20):
+        for params, opt in ((ours, mine), (theirs, reference)):
+            opt.zero_grad(set_to_none=True)
+            ((params[0] * params[1] - target) ** 2).sum().backward()
+            opt.step()
+    for a, b, before in zip(ours, theirs, start):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert (a - before).abs().max() > 0.05                         # 20 steps of 0.005 moved it
+
+
+def test_an_optimization_does_not_import_torchs_compiler():
+    """torch._dynamo costs as much CPU to import as torch itself; a fresh process shows whether the
+    optimization pulls it in."""
+    code = ("import sys, numpy as np\n"
+            "from workbench.core.compress import compress_image\n"
+            "from workbench.core.codecs import get_codec\n"
+            "rgb = (np.indices((64, 64, 3)).sum(0) * 3 % 256).astype(np.uint8)\n"
+            "compress_image(rgb, 'learned', get_codec('learned').options(quality=3, optimize=2))\n"
+            "print('torch' in sys.modules, 'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.stdout.split() == ["True", "False"], done.stderr
 
 
 @pytest.fixture(scope="module")
