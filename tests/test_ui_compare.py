@@ -25,6 +25,7 @@ from workbench.ui.main_window import MainWindow
 ROOT = Path(__file__).resolve().parents[1]
 CHAPEL = ROOT / "tests" / "data" / "chapel_192x176.png"
 WAIT_MS = 20_000
+STEP_MS = 60_000        # an optimization's first step: its child process imports torch and loads the model first
 
 
 @pytest.fixture
@@ -368,7 +369,7 @@ def test_cancel_keeps_the_previous_result_and_its_settings(qtbot, window):
     right = open_chapel_with_learned(qtbot, window)
     previous = right.result
     set_optimize(right, 500)
-    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=STEP_MS)
     right.metrics.cancel_button.click()
     assert right.result is previous and right.selection.options.optimize == 0   # at once, not after the step
     assert right.panel._editors["optimize"].spin.value() == 0            # the panel shows what is on screen
@@ -380,22 +381,43 @@ def test_cancel_keeps_the_previous_result_and_its_settings(qtbot, window):
     assert window.live._bar.format().startswith("cancelled at step") and right.result is previous
 
     set_optimize(right, 500)                                             # the Live tab's Cancel does the same
-    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=STEP_MS)
     next(b for b in window.live.findChildren(QPushButton) if b.text() == "Cancel").click()
     qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)
     assert right.result is previous and right.panel._editors["optimize"].spin.value() == 0
 
 
+def test_optimization_runs_in_a_child_process_that_cancel_kills(qtbot, window, monkeypatch):
+    """torch's imports and operations would hold the window's interpreter lock in a thread (stalls of
+    0.2 s and more): the optimization runs in a child process, and Cancel ends that process."""
+    from workbench.core import compress_child
+
+    right = open_chapel_with_learned(qtbot, window)
+    previous = right.result
+    children, real = [], subprocess.Popen
+    monkeypatch.setattr(compress_child.subprocess, "Popen", lambda *a, **k: children.append(real(*a, **k))
+                        or children[-1])
+    set_optimize(right, 500)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=STEP_MS)
+    assert len(children) == 1 and children[0].poll() is None
+    assert {"rate_bpp", "entropy"} <= set(window.live.keys())            # the child's events reach the plots
+    right.metrics.cancel_button.click()
+    assert right.result is previous and right.panel._editors["optimize"].spin.value() == 0
+    qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)
+    assert children[0].poll() is not None and children[0].returncode != 0   # killed, not left to finish
+    assert right.result is previous and window.compare.view.caption(1).startswith("Learned")
+
+
 def test_a_new_setting_supersedes_a_running_optimization(qtbot, window):
     right = open_chapel_with_learned(qtbot, window)
     set_optimize(right, 500)
-    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=STEP_MS)
     set_optimize(right, 3)
     qtbot.waitUntil(lambda: right.result is not None and not right.runner.is_running(), timeout=60_000)
     assert right.selection.options.optimize == 3 and right.panel._editors["optimize"].spin.value() == 3
     assert window.live._bar.format().startswith("done in")
     set_optimize(right, 500)
-    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "step" in right.metrics.status.text(), timeout=STEP_MS)
     set_optimize(right, 0)                                               # back to a plain encode
     wait_encoded(qtbot, window)
     qtbot.waitUntil(lambda: not right.runner.is_running(), timeout=WAIT_MS)

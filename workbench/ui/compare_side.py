@@ -41,8 +41,10 @@ def _compress(*args):
 
 
 def _compress_job(*args):
-    from workbench.core.compress import compress_job
-    return compress_job(*args)
+    """A per-image optimization runs in a child process: its torch imports and operations hold the
+    interpreter lock for up to hundreds of milliseconds, which in a thread here would freeze the window."""
+    from workbench.core.compress_child import compress_job_in_child
+    return compress_job_in_child(*args)
 
 
 def _target_size(*args):
