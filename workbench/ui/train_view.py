@@ -1,7 +1,8 @@
 """The "Train" tab: set up a training run, watch the codec learn, pause, resume or cancel it, use the result.
 
-The training itself is `workbench train`, run as a child process with the command line that "Copy CLI
-command" shows (`run_folder.train_command`): one implementation for the CLI and the app, and a process
+The training itself is `workbench train` (or, to finetune a model's decoder, `workbench finetune`: its
+set-up is `finetune_setup.py`), run as a child process with the command line that "Copy CLI command"
+shows (`run_folder.train_command`): one implementation for the CLI and the app, and a process
 of its own, so a training step never competes with the window for Python's interpreter lock. The tab
 only reads the run folder (`core/learned/run_folder.py`): new lines of `progress.jsonl` and the latest
 preview, a few times a second, in small non-blocking reads. The folder is the whole state: pausing asks
@@ -20,7 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
-    QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
     QScrollArea, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
 )
 
@@ -35,6 +36,7 @@ from workbench.core.learned.shvq import SHVQOptions
 from workbench.core.learned.train import TrainOptions
 from workbench.core.options import build, specs
 from workbench.ui.codec_panel import OptionsForm, make_editor
+from workbench.ui.finetune_setup import QUANTIZER_LABELS, FinetuneSetup
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.live_curves import LiveCurves
 
@@ -42,7 +44,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 POLL_MS = 250
 #: What the curves show, in this order (progress.jsonl holds more: mse, skipped steps, soft PSNR ...).
 CURVES = ("loss", "bpp", "entropy", "psnr", "ms_ssim", "temperature", "sigma", "gap", "val_bpp_hard",
-          "val_psnr_hard", "mismatch_bpp", "mismatch_psnr")
+          "val_psnr_hard", "mismatch_bpp", "mismatch_psnr", "val_psnr", "val_psnr_base", "val_gain_db")
 #: Options that mean something for dct-shvq only; its `vq_options` text is edited as a form of SHVQOptions.
 SHVQ_ROWS = ("vq_dim", "vq_centers")
 SHVQ_OWN = ("dim", "centers")          # SHVQOptions' fields that TrainOptions has as vq_dim and vq_centers
@@ -67,7 +69,7 @@ def default_models_folder() -> Path:
     return Path(base) / "workbench" / "models"
 
 
-def _export_job(run: Path, models: Path) -> Job[str]:
+def _export_job(run: Path, models: Path, done: str = "trained") -> Job[str]:
     """The run's checkpoint as a model file named after the run and its step (a later export never replaces
     a model that files may have been compressed with), remembered for the model lists."""
     import torch
@@ -79,7 +81,7 @@ def _export_job(run: Path, models: Path) -> Job[str]:
     step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["step"])
     output = models / f"{run.name}-step{step}.safetensors"
     models.mkdir(parents=True, exist_ok=True)
-    export_checkpoint(checkpoint, output, f"trained in the workbench's Train tab ({run.name}, {step} steps)")
+    export_checkpoint(checkpoint, output, f"{done} in the workbench's Train tab ({run.name}, {step} steps)")
     return remember_model(output)
 
 
@@ -107,6 +109,7 @@ class TrainView(QWidget):
         self._preview_mtime = 0
         self._demo_started: float | None = None
         self._threads: int | None = None
+        self._what = "Training"                    # or "Finetuning", for the messages of the running process
         self.setAcceptDrops(True)
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -166,6 +169,13 @@ class TrainView(QWidget):
 
         what = QGroupBox("What to train")
         w = QVBoxLayout(what)
+        self.mode = QComboBox()
+        self.mode.addItem("A new codec, learned from scratch", "train")
+        self.mode.addItem("The decoder of a trained model (finetuning)", "finetune")
+        self.mode.setToolTip("Train a codec from its starting point, or retrain the decoder of a shipped or "
+                             "imported model on the latents its coder really sends (`workbench finetune`)")
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        w.addWidget(self.mode)
         self.form = OptionsForm()
         device = lambda spec: make_editor(dataclasses.replace(spec, choices=("auto", "cpu", "cuda"), choice_labels=(
             "GPU when present, else CPU", "CPU", "GPU (CUDA)")))
@@ -186,6 +196,9 @@ class TrainView(QWidget):
         self.form.layout().setRowVisible(self.form.editors["vq_options"], False)
         QVBoxLayout(self.shvq_box).addWidget(self.shvq_form)
         w.addWidget(self.shvq_box)
+        self.finetune = FinetuneSetup()
+        self.finetune.setVisible(False)
+        w.addWidget(self.finetune)
         v.addWidget(what)
         v.addStretch(1)
         scroll = QScrollArea()
@@ -207,7 +220,7 @@ class TrainView(QWidget):
         self.cancel_button.setToolTip("Stop now; the last checkpoint stays, so Resume continues from it.")
         self.cancel_button.clicked.connect(self.cancel)
         self.copy_button = QPushButton("Copy CLI command")
-        self.copy_button.setToolTip("The `workbench train` command that runs this training in a terminal")
+        self.copy_button.setToolTip("The `workbench train` (or `finetune`) command that runs this in a terminal")
         self.copy_button.clicked.connect(self.copy_command)
         self.use_button = QPushButton("Use this model")
         self.use_button.setToolTip("Turn the last checkpoint into a model file and add it to the Compare and RD "
@@ -270,7 +283,9 @@ class TrainView(QWidget):
         self.images_edit.setText(str(folder))
 
     def new_run_folder(self) -> Path:
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{self.form.values()['model']}"
+        what = f"{self.finetune.model_name()}-finetune-{self.finetune.values()['quantizer']}" if self.finetuning \
+            else self.form.values()["model"]
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{what}"
         path, n = self.runs_folder / name, 1
         while path.exists():
             n += 1
@@ -304,6 +319,12 @@ class TrainView(QWidget):
 
     def set_spec(self, spec: RunSpec) -> None:
         """Show a run's settings in the form (values outside today's ranges keep their defaults)."""
+        self.mode.setCurrentIndex(self.mode.findData(spec.command))
+        if spec.data:
+            self.set_images(spec.data[0] if len(spec.data) == 1 else os.pathsep.join(spec.data))
+        if spec.command == "finetune":
+            self.finetune.set_values(spec.options)
+            return
         self.form.set_values(spec.options)
         self._model_changed()
         self._quantizer_changed()
@@ -312,11 +333,18 @@ class TrainView(QWidget):
             self.shvq_form.set_values(dataclasses.asdict(parse_vq_options(spec.options.get("vq_options", ""), 1, 64)))
         except WorkbenchError:
             pass                                     # a stale option string: the schedule's defaults
-        if spec.data:
-            self.set_images(spec.data[0] if len(spec.data) == 1 else os.pathsep.join(spec.data))
+
+    @property
+    def finetuning(self) -> bool:
+        return self.mode.currentData() == "finetune"
 
     def spec(self) -> RunSpec:
         """The run the form describes; OptionError names a value that does not build."""
+        folders = tuple(p for p in self.images_edit.text().split(os.pathsep) if p.strip())
+        if not folders:
+            raise OptionError("choose a folder of images to learn from")
+        if self.finetuning:
+            return self.finetune.spec(folders)
         values = self.form.values()
         if values["model"] == "dct-shvq":
             vq = build(SHVQOptions, self.shvq_form.values())
@@ -324,23 +352,28 @@ class TrainView(QWidget):
                                             if f.name not in SHVQ_OWN and getattr(vq, f.name) != f.default)
         opts = build(TrainOptions, values)
         sur = build(SURROGATES.get(opts.quantizer).Options, self.surrogate_form.values())
-        folders = tuple(p for p in self.images_edit.text().split(os.pathsep) if p.strip())
-        if not folders:
-            raise OptionError("choose a folder of images to learn from")
         return RunSpec(dataclasses.asdict(opts), dataclasses.asdict(sur), folders)
+
+    def _mode_changed(self) -> None:
+        self.form.setVisible(not self.finetuning)
+        self.finetune.setVisible(self.finetuning)
+        self._model_changed()
+        self.surrogate_box.setVisible(bool(self.surrogate_form.editors) and not self.finetuning)
+        if self.finetuning:
+            self.finetune.check_model()
 
     def _model_changed(self) -> None:
         shvq = self.form.values()["model"] == "dct-shvq"
         layout: QFormLayout = self.form.layout()
         for name in SHVQ_ROWS:
             layout.setRowVisible(self.form.editors[name], shvq)
-        self.shvq_box.setVisible(shvq)
+        self.shvq_box.setVisible(shvq and not self.finetuning)
 
     def _quantizer_changed(self) -> None:
         cls = SURROGATES.get(self.form.values()["quantizer"])
         self.surrogate_form.build(cls.Options)
         self.surrogate_box.setTitle(f"{cls.label}: options")
-        self.surrogate_box.setVisible(bool(self.surrogate_form.editors))
+        self.surrogate_box.setVisible(bool(self.surrogate_form.editors) and not self.finetuning)
 
     def _choose_images(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A folder of training images", self.images_edit.text())
@@ -407,7 +440,8 @@ class TrainView(QWidget):
         self._poll.start()
         self._set_running(True)
         self._remember(running=True)
-        self._say(f"Training in {self.run_dir}…" if self._step == 0 else f"Resuming from step {self._step}…")
+        self._what = "Finetuning" if spec.command == "finetune" else "Training"
+        self._say(f"{self._what} in {self.run_dir}…" if self._step == 0 else f"Resuming from step {self._step}…")
         return True
 
     def pause(self) -> None:
@@ -470,7 +504,7 @@ class TrainView(QWidget):
             errors = [line[len("error: "):] for line in self._output if line.startswith("error: ")]
             why = errors[-1] if errors else (self._output[-1] if self._output else f"exit status {code}")
             kept = " The last checkpoint was kept." if (self.run_dir / run_folder.CHECKPOINT).exists() else ""
-            self._say(f"Training stopped: {why}.{kept}", error=True)
+            self._say(f"{self._what} stopped: {why}.{kept}", error=True)
         process.deleteLater()
         self._intent = None
         self._remember(running=False)
@@ -539,8 +573,14 @@ class TrainView(QWidget):
         self.original_caption.setText(f"Held-out crop, {original.width()}×{original.height()} (original)")
         self.preview_caption.setText(f"Decoded at step {latest['step']}: {latest['bpp']:.3f} bpp, "
                                      f"PSNR {latest['psnr']:.2f} dB")
-        self.preview_caption.setToolTip("Decoded from the rounded latents, as the coder sends them; the rate is "
-                                        "the entropy model's for those latents.")
+        if "quantizer" in latest:                   # a finetuning's preview
+            self.preview_caption.setToolTip(
+                f"Decoded from the latents that “{QUANTIZER_LABELS.get(latest['quantizer'], latest['quantizer'])}” "
+                "decides, by the decoder being finetuned; the rate is the size of the file it writes, which stays "
+                "since the encoder does not change.")
+        else:
+            self.preview_caption.setToolTip("Decoded from the rounded latents, as the coder sends them; the rate "
+                                            "is the entropy model's for those latents.")
 
     def _reset_watch(self) -> None:
         self._tail = None
@@ -569,7 +609,7 @@ class TrainView(QWidget):
         self.cancel_button.setEnabled(running)
         self.use_button.setEnabled(has_checkpoint and not running and not self._exporter.is_running())
         self.demo_button.setEnabled(not running)
-        for form in (self.form, self.surrogate_form, self.shvq_form):
+        for form in (self.mode, self.form, self.surrogate_form, self.shvq_form, self.finetune):
             form.setEnabled(not running)
 
     # ----- the result
@@ -580,7 +620,8 @@ class TrainView(QWidget):
             self._say(f"{err}.", error=True)
             return ""
         QGuiApplication.clipboard().setText(line)
-        self._say("Copied the command line that runs this training in a terminal.")
+        self._say(f"Copied the command line that runs this {'finetuning' if self.finetuning else 'training'} in a "
+                  "terminal.")
         return line
 
     def use_model(self) -> bool:
@@ -592,13 +633,15 @@ class TrainView(QWidget):
             self._say("This run has no checkpoint yet.", error=True)
             return False
         run, models = self.run_dir, default_models_folder()
-        self._exporter.start(lambda: _export_job(run, models))
+        done = "finetuned" if self.finetuning else "trained"
+        self._exporter.start(lambda: _export_job(run, models, done))
         self.use_button.setEnabled(False)
         self._say("Exporting the model…")
         return True
 
     def _exported(self, value: str) -> None:
         self._set_running(self.is_running())
+        self.finetune.offer_model(value)                 # and a starting point for finetuning
         self._say(f"Saved the model as {value}; it is in the Compare tab's model list and the RD curves tab.")
         self.model_ready.emit(value)
 
@@ -608,6 +651,7 @@ class TrainView(QWidget):
         if self.is_running():
             return False
         name, sur = DEMO_SURROGATE
+        self.mode.setCurrentIndex(self.mode.findData("train"))
         self.set_images(SAMPLES)
         self.form.set_values({**{s.name: s.default for s in specs(TrainOptions)}, **DEMO_OPTIONS,
                               "quantizer": name})

@@ -53,9 +53,10 @@ class FinetuneOptions:
     batch: int = option(8, "crops per step", minimum=1, maximum=256)
     crop: int = option(128, "crop size in pixels (a multiple of the model's stride)", minimum=32, maximum=1024)
     crops_per_image: int = option(8, "random crops cut from each training image", minimum=1, maximum=1000)
-    lr: float = option(1e-4, "Adam learning rate (halved at 75 % and 90 % of the steps)", minimum=1e-8, maximum=1.0)
+    lr: float = option(1e-4, "Adam learning rate (halved at 75 % and 90 % of the steps)", minimum=1e-8, maximum=1.0,
+                       label="Learning rate")
     offset_lr: float = option(0.01, "learning rate of the reconstruction offsets (0: learn none)", minimum=0.0,
-                              maximum=1.0)
+                              maximum=1.0, label="Offsets' learning rate")
     seed: int = option(0, "random seed")
     validate_every: int = option(250, "steps between validations", minimum=1)
     checkpoint_every: int = option(250, "steps between checkpoints", minimum=1)
