@@ -340,13 +340,6 @@ class LiveCurves(QWidget):
         self._grid = QGridLayout(self._canvas)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(6)
-        # Cells of one size from the first plot on (every column, and as many rows as the spare plots
-        # fill, stretch alike): a plot that arrives moves no other, so only it is painted. Resizing the
-        # others repainted every plot in one pass, 20-40 ms of GUI time whenever a job brought a new metric.
-        for column in range(self._columns):
-            self._grid.setColumnStretch(column, 1)
-        for row in range(-(-SPARE_PLOTS // self._columns)):
-            self._grid.setRowStretch(row, 1)
         self._empty = QLabel("Curves appear here while a job runs.")
         self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._empty.setEnabled(False)
