@@ -59,62 +59,27 @@ def _machine_arrays(sm: StateMachine) -> tuple[np.ndarray, np.ndarray]:
 
 
 # The coder's loops, compiled (`workbench.core.jit`): bins are coded one at a time, each updating its
-# context, which no array operation expresses. The integer arithmetic is the same as a reference coder
-# in Python would do (the low register needs 33 bits: int64), so the streams are the same bytes.
+# context, which no array operation expresses. The integer arithmetic is the pure-Python coder's that
+# this replaced (the low register needs 33 bits: int64), so the streams are the same bytes. The coder's
+# registers are local variables of one function (numba keeps them in CPU registers): per-bin helper
+# functions that shared them through an array were several times slower, and inlining those made
+# numba's compilation take ~50 s.
 
-@njit(inline="always")
-def _shift_low(st, out):
-    """st = [low, range, cache, cache_size, bytes written]: LZMA's byte output with carry propagation."""
-    low = st[0]
+@njit
+def _shift_low(low, cache, cache_size, n, out):
+    """LZMA's byte output: a byte of `low`, with carry propagation into the pending run of 0xFF bytes."""
     if low < 0xFF000000 or low > _MASK32:
         carry = low >> 32
-        temp = st[2]
+        temp = cache
         while True:
-            out[st[4]] = (temp + carry) & 0xFF
-            st[4] += 1
+            out[n] = (temp + carry) & 0xFF
+            n += 1
             temp = 0xFF
-            st[3] -= 1
-            if st[3] == 0:
+            cache_size -= 1
+            if cache_size == 0:
                 break
-        st[2] = (low >> 24) & 0xFF
-    st[3] += 1
-    st[0] = (low & 0x00FFFFFF) << 8
-
-
-@njit(inline="always")
-def _enc_bin(st, out, pa, pb, bit, c):
-    a = pa[c]
-    b = pb[c]
-    p0 = 65536 - ((a + b) >> 1)
-    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
-    rng = st[1]
-    bound = (rng >> 16) * p0
-    if bit:
-        st[0] += bound
-        rng -= bound
-        pa[c] = a + ((65536 - a) >> 4)
-        pb[c] = b + ((65536 - b) >> 7)
-    else:
-        rng = bound
-        pa[c] = a - (a >> 4)
-        pb[c] = b - (b >> 7)
-    while rng < _TOP:
-        rng <<= 8
-        st[1] = rng
-        _shift_low(st, out)
-    st[1] = rng
-
-
-@njit(inline="always")
-def _enc_bypass(st, out, bit):
-    rng = st[1] >> 1
-    if bit:
-        st[0] += rng
-    while rng < _TOP:
-        rng <<= 8
-        st[1] = rng
-        _shift_low(st, out)
-    st[1] = rng
+        cache = (low >> 24) & 0xFF
+    return (low & 0x00FFFFFF) << 8, cache, cache_size + 1, n
 
 
 @njit
@@ -122,55 +87,88 @@ def _encode(lv, qsel, nxt, dep, egk):
     rows, cols = lv.shape
     pa = np.full(_N_CTX, _HALF, dtype=np.int64)
     pb = np.full(_N_CTX, _HALF, dtype=np.int64)
-    st = np.array([0, _MASK32, 0, 1, 0], dtype=np.int64)
+    low, rng, cache, cache_size, n = 0, _MASK32, 0, 1, 0
     out = np.empty(4096, dtype=np.uint8)
+    ctxs = np.empty(2 + NUM_GT + 2 * 64, dtype=np.int64)     # one level's bins: context (-1: bypass), bit
+    bins = np.empty(ctxs.size, dtype=np.int64)
     state = np.zeros(rows, dtype=np.int64)
     prev = np.zeros(rows, dtype=np.int64)
-    for j in range(cols):
+    for j in range(cols):                 # element j of every chain, then j + 1
         for r in range(rows):
-            # room for this level's bytes (at most 14: 10 context bins, 83 bypass bins) and pending carries
-            if st[4] + st[3] + 64 > out.size:
-                grown = np.empty(2 * (out.size + st[3] + 64), dtype=np.uint8)
-                grown[:st[4]] = out[:st[4]]
-                out = grown
             k = lv[r, j]
             pv = prev[r]
             s = state[r]
             q = qsel[s] if dep else 0
             apv = -pv if pv < 0 else pv
-            pc = 2 if apv > 2 else apv
-            _enc_bin(st, out, pa, pb, 1 if k != 0 else 0, q * 3 + pc)
+            ctxs[0] = q * 3 + (2 if apv > 2 else apv)
+            bins[0] = 1 if k != 0 else 0
+            nb = 1
             if k != 0:
-                _enc_bin(st, out, pa, pb, 1 if k < 0 else 0, 6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
+                ctxs[1] = 6 + (0 if pv == 0 else (1 if pv > 0 else 2))
+                bins[1] = 1 if k < 0 else 0
+                nb = 2
                 a = -k if k < 0 else k
                 base = 9 + q * 2 + (1 if apv > 1 else 0)
-                i = 1
-                while i <= NUM_GT:
-                    g = 1 if a > i else 0
-                    _enc_bin(st, out, pa, pb, g, base + (i - 1) * 4)
-                    if g == 0:
+                for i in range(1, NUM_GT + 1):
+                    ctxs[nb] = base + (i - 1) * 4
+                    bins[nb] = 1 if a > i else 0
+                    nb += 1
+                    if a <= i:
                         break
-                    i += 1
                 if a > NUM_GT:
                     rem = a - NUM_GT - 1
                     kk = egk
                     while rem >= (1 << kk):
-                        _enc_bypass(st, out, 1)
+                        ctxs[nb] = -1
+                        bins[nb] = 1
+                        nb += 1
                         rem -= 1 << kk
                         kk += 1
-                    _enc_bypass(st, out, 0)
+                    ctxs[nb] = -1
+                    bins[nb] = 0
+                    nb += 1
                     for bit in range(kk - 1, -1, -1):
-                        _enc_bypass(st, out, (rem >> bit) & 1)
+                        ctxs[nb] = -1
+                        bins[nb] = (rem >> bit) & 1
+                        nb += 1
             prev[r] = k
             if dep:
                 state[r] = nxt[s, k & 1]
-    if st[4] + st[3] + 16 > out.size:
-        grown = np.empty(st[4] + st[3] + 16, dtype=np.uint8)
-        grown[:st[4]] = out[:st[4]]
+            if n + cache_size + 2 * nb + 16 > out.size:     # room for these bins' bytes and pending carries
+                grown = np.empty(2 * (n + cache_size + 2 * nb + 16), dtype=np.uint8)
+                grown[:n] = out[:n]
+                out = grown
+            for b in range(nb):
+                c = ctxs[b]
+                if c < 0:
+                    rng >>= 1
+                    if bins[b]:
+                        low += rng
+                else:
+                    pc0 = pa[c]
+                    pc1 = pb[c]
+                    p0 = 65536 - ((pc0 + pc1) >> 1)
+                    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
+                    bound = (rng >> 16) * p0
+                    if bins[b]:
+                        low += bound
+                        rng -= bound
+                        pa[c] = pc0 + ((65536 - pc0) >> 4)
+                        pb[c] = pc1 + ((65536 - pc1) >> 7)
+                    else:
+                        rng = bound
+                        pa[c] = pc0 - (pc0 >> 4)
+                        pb[c] = pc1 - (pc1 >> 7)
+                while rng < _TOP:
+                    rng <<= 8
+                    low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
+    if n + cache_size + 16 > out.size:
+        grown = np.empty(n + cache_size + 16, dtype=np.uint8)
+        grown[:n] = out[:n]
         out = grown
     for _ in range(5):
-        _shift_low(st, out)
-    return out[:st[4]].copy()
+        low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
+    return out[:n].copy()
 
 
 _ERRORS = {1: "CABAC stream is truncated or corrupted (decoder ran past its end)",
@@ -200,67 +198,24 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
     return out
 
 
-@njit(inline="always")
-def _dec_fill(st, buf):
-    """st = [range, code, position, error]"""
-    n = buf.size
-    rng = st[0]
-    code = st[1]
-    pos = st[2]
+@njit
+def _fill(rng, code, pos, buf):
+    """Renormalise: shift in bytes (zeros past the end) until the range is back above 2^24."""
     while rng < _TOP:
         rng = (rng << 8) & _MASK32
-        code = ((code << 8) | (buf[pos] if pos < n else 0)) & _MASK32
+        code = ((code << 8) | (buf[pos] if pos < buf.size else 0)) & _MASK32
         pos += 1
-    if pos > n + 8:
-        st[3] = 1
-    st[0] = rng
-    st[1] = code
-    st[2] = pos
-
-
-@njit(inline="always")
-def _dec_bin(st, buf, pa, pb, c):
-    a = pa[c]
-    b = pb[c]
-    p0 = 65536 - ((a + b) >> 1)
-    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
-    rng = st[0]
-    bound = (rng >> 16) * p0
-    if st[1] < bound:
-        st[0] = bound
-        pa[c] = a - (a >> 4)
-        pb[c] = b - (b >> 7)
-        bit = 0
-    else:
-        st[1] -= bound
-        st[0] = rng - bound
-        pa[c] = a + ((65536 - a) >> 4)
-        pb[c] = b + ((65536 - b) >> 7)
-        bit = 1
-    if st[0] < _TOP:
-        _dec_fill(st, buf)
-    return bit
-
-
-@njit(inline="always")
-def _dec_bypass(st, buf):
-    rng = st[0] >> 1
-    st[0] = rng
-    if st[1] >= rng:
-        st[1] -= rng
-        bit = 1
-    else:
-        bit = 0
-    if rng < _TOP:
-        _dec_fill(st, buf)
-    return bit
+    return rng, code, pos
 
 
 @njit
 def _decode(buf, rows, cols, qsel, nxt, dep, egk, code):
+    """Levels (rows, cols), the bytes read and an error code (`_ERRORS`). Each level's bins are decoded by
+    one loop that steps through sig, sign, gt_1..gt_8, Exp-Golomb prefix and suffix (`phase` 0..4)."""
     pa = np.full(_N_CTX, _HALF, dtype=np.int64)
     pb = np.full(_N_CTX, _HALF, dtype=np.int64)
-    st = np.array([_MASK32, code, 5, 0], dtype=np.int64)
+    rng, pos = _MASK32, 5
+    n = buf.size
     out = np.zeros((rows, cols), dtype=np.int64)
     state = np.zeros(rows, dtype=np.int64)
     prev = np.zeros(rows, dtype=np.int64)
@@ -270,36 +225,83 @@ def _decode(buf, rows, cols, qsel, nxt, dep, egk, code):
             s = state[r]
             q = qsel[s] if dep else 0
             apv = -pv if pv < 0 else pv
-            pc = 2 if apv > 2 else apv
-            k = 0
-            if _dec_bin(st, buf, pa, pb, q * 3 + pc):
-                neg = _dec_bin(st, buf, pa, pb, 6 + (0 if pv == 0 else (1 if pv > 0 else 2)))
-                base = 9 + q * 2 + (1 if apv > 1 else 0)
-                a = 1
-                while a <= NUM_GT and _dec_bin(st, buf, pa, pb, base + (a - 1) * 4):
+            base = 9 + q * 2 + (1 if apv > 1 else 0)
+            phase, neg, a, kk, rem, left, k = 0, 0, 1, egk, 0, 0, 0
+            while True:
+                if phase >= 3:                       # bypass bin
+                    rng >>= 1
+                    if code >= rng:
+                        code -= rng
+                        bit = 1
+                    else:
+                        bit = 0
+                else:
+                    if phase == 0:
+                        c = q * 3 + (2 if apv > 2 else apv)
+                    elif phase == 1:
+                        c = 6 + (0 if pv == 0 else (1 if pv > 0 else 2))
+                    else:
+                        c = base + (a - 1) * 4
+                    pc0 = pa[c]
+                    pc1 = pb[c]
+                    p0 = 65536 - ((pc0 + pc1) >> 1)
+                    p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
+                    bound = (rng >> 16) * p0
+                    if code < bound:
+                        rng = bound
+                        pa[c] = pc0 - (pc0 >> 4)
+                        pb[c] = pc1 - (pc1 >> 7)
+                        bit = 0
+                    else:
+                        code -= bound
+                        rng -= bound
+                        pa[c] = pc0 + ((65536 - pc0) >> 4)
+                        pb[c] = pc1 + ((65536 - pc1) >> 7)
+                        bit = 1
+                if rng < _TOP:
+                    rng, code, pos = _fill(rng, code, pos, buf)
+                    if pos > n + 8:
+                        return out, pos, 1
+                if phase == 0:                       # significance
+                    if bit == 0:
+                        break
+                    phase = 1
+                elif phase == 1:                     # sign
+                    neg = bit
+                    phase = 2
+                elif phase == 2:                     # |k| > a ?
+                    if bit == 0:
+                        k = a
+                        break
                     a += 1
-                if a > NUM_GT:
-                    kk = egk
-                    rem = 0
-                    while _dec_bypass(st, buf):
+                    if a > NUM_GT:
+                        phase = 3
+                elif phase == 3:                     # Exp-Golomb prefix
+                    if bit:
                         rem += 1 << kk
                         kk += 1
                         if kk > 40:
-                            return out, st[2], 2
-                    tail = 0
-                    for _ in range(kk):
-                        tail = (tail << 1) | _dec_bypass(st, buf)
-                    a = NUM_GT + 1 + rem + tail
-                    if a >= 1 << 31:
-                        return out, st[2], 3
-                k = -a if neg else a
-            if st[3]:
-                return out, st[2], 1
+                            return out, pos, 2
+                    elif kk == 0:
+                        k = NUM_GT + 1 + rem
+                        break
+                    else:
+                        phase, left = 4, kk
+                else:                                # Exp-Golomb suffix, kk bits
+                    rem += bit << (left - 1)
+                    left -= 1
+                    if left == 0:
+                        k = NUM_GT + 1 + rem
+                        break
+            if k >= 1 << 31:
+                return out, pos, 3
+            if neg:
+                k = -k
             out[r, j] = k
             prev[r] = k
             if dep:
                 state[r] = nxt[s, k & 1]
-    return out, st[2], 0
+    return out, pos, 0
 
 
 def max_levels(n_bytes: int) -> int:
