@@ -44,7 +44,6 @@ def child(folder: str, name: str) -> dict:
     from workbench.core.network.compress import compress_network_job, decompress_network
     from workbench.core.network.encoder import EncoderConfig, EncoderTask
 
-    import scipy.signal  # noqa: F401  (the CABAC size estimate's filter: code, imported before the baseline)
 
     torch.set_num_threads(1)
     base_kb = _rss_kb()

@@ -83,14 +83,19 @@ def track_states(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
     [[0, 2, 1, 0]]
     """
     levels = np.asarray(levels)
-    states = np.zeros(levels.shape, dtype=np.int8)         # at most 8 states: a byte per weight
     if not sm.dependent or levels.size == 0:
-        return states
-    table = np.asarray(sm.next_state, dtype=np.int64)
-    s = np.zeros(levels.shape[0], dtype=np.int64)
-    for j in range(levels.shape[1]):
-        states[:, j] = s
-        s = table[s, levels[:, j] & 1]
+        return np.zeros(levels.shape, dtype=np.int8)         # at most 8 states: a byte per weight
+    return _walk_states(np.ascontiguousarray(levels, dtype=np.int64), np.asarray(sm.next_state, dtype=np.int64))
+
+
+@njit
+def _walk_states(levels, table):
+    states = np.empty(levels.shape, dtype=np.int8)
+    for c in range(levels.shape[0]):
+        s = 0
+        for j in range(levels.shape[1]):
+            states[c, j] = s
+            s = table[s, levels[c, j] & 1]
     return states
 
 

@@ -49,7 +49,7 @@ def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
         raise ValueError("levels must be a 2-D array of chains x length")
     egk = best_egk(lv)
     qsel, nxt = _machine_arrays(sm)
-    out = _encode(lv, qsel, nxt, sm.dependent, egk)
+    out, _ = _encode(lv, qsel, nxt, sm.dependent, egk, False)
     return bytes([egk]) + out.tobytes()
 
 
@@ -83,8 +83,11 @@ def _shift_low(low, cache, cache_size, n, out):
 
 
 @njit
-def _encode(lv, qsel, nxt, dep, egk):
+def _encode(lv, qsel, nxt, dep, egk, count):
+    """The stream's bytes; with `count`, no bytes but the bits an ideal arithmetic coder would spend on
+    the same bins with the same adaptive probabilities (`estimate_bits`)."""
     rows, cols = lv.shape
+    bits = 0.0
     pa = np.full(_N_CTX, _HALF, dtype=np.int64)
     pb = np.full(_N_CTX, _HALF, dtype=np.int64)
     low, rng, cache, cache_size, n = 0, _MASK32, 0, 1, 0
@@ -140,23 +143,32 @@ def _encode(lv, qsel, nxt, dep, egk):
                 out = grown
             for b in range(nb):
                 c = ctxs[b]
+                bit = bins[b]
                 if c < 0:
-                    rng >>= 1
-                    if bins[b]:
-                        low += rng
+                    if count:
+                        bits += 1.0
+                    else:
+                        rng >>= 1
+                        if bit:
+                            low += rng
                 else:
                     pc0 = pa[c]
                     pc1 = pb[c]
                     p0 = 65536 - ((pc0 + pc1) >> 1)
                     p0 = 1 if p0 < 1 else (65535 if p0 > 65535 else p0)
-                    bound = (rng >> 16) * p0
-                    if bins[b]:
-                        low += bound
-                        rng -= bound
+                    if count:
+                        bits -= np.log2((65536 - p0 if bit else p0) / 65536.0)
+                    else:
+                        bound = (rng >> 16) * p0
+                        if bit:
+                            low += bound
+                            rng -= bound
+                        else:
+                            rng = bound
+                    if bit:
                         pa[c] = pc0 + ((65536 - pc0) >> 4)
                         pb[c] = pc1 + ((65536 - pc1) >> 7)
                     else:
-                        rng = bound
                         pa[c] = pc0 - (pc0 >> 4)
                         pb[c] = pc1 - (pc1 >> 7)
                 while rng < _TOP:
@@ -166,9 +178,9 @@ def _encode(lv, qsel, nxt, dep, egk):
         grown = np.empty(n + cache_size + 16, dtype=np.uint8)
         grown[:n] = out[:n]
         out = grown
-    for _ in range(5):
+    for _ in range(5 if not count else 0):
         low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
-    return out[:n].copy()
+    return out[:n].copy(), bits
 
 
 _ERRORS = {1: "CABAC stream is truncated or corrupted (decoder ran past its end)",
@@ -330,10 +342,9 @@ def best_egk(levels: np.ndarray) -> int:
 
 
 def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
-    """The bits `encode_levels` will spend, without running it: the same bins and contexts, each
-    context's two-rate probability estimate followed with a linear filter over its bins in coding
-    order (the coder's integer updates without their rounding), plus the exact bypass bits. Vectorised,
-    so `--coder auto` can ask it for every tensor and run this coder only where it wins.
+    """The bits `encode_levels` will spend, without writing them: the same bins, contexts and integer
+    probability updates, each bin counted at −log2 of its probability (an ideal arithmetic coder; the
+    range coder adds a few bytes), so `--coder auto` can ask for every tensor and run the coder that wins.
 
     >>> from workbench.core.trellis import TCQ4
     >>> lv = np.random.default_rng(0).laplace(0, 1.5, (30, 400)).round().astype(np.int64)
@@ -348,58 +359,9 @@ def estimate_bits(levels: np.ndarray, sm: StateMachine) -> float:
     rows = max(1, ESTIMATE_SAMPLE // max(lv.shape[1], 1))
     egk = best_egk(lv)
     pick = lv if rows >= lv.shape[0] else lv[np.linspace(0, lv.shape[0] - 1, rows).astype(np.int64)]
-    return 8.0 * 6 + _block_bits(pick, sm, egk) * (lv.shape[0] / pick.shape[0])   # 6 bytes: EG order, flush
+    qsel, nxt = _machine_arrays(sm)
+    _, bits = _encode(np.ascontiguousarray(pick), qsel, nxt, sm.dependent, egk, True)
+    return 8.0 * 6 + bits * (lv.shape[0] / pick.shape[0])   # 6 bytes: EG order, flush
 
 
 ESTIMATE_SAMPLE = 1 << 16
-
-
-def _block_bits(lv: np.ndarray, sm: StateMachine, egk: int) -> float:
-    from workbench.core.trellis import track_states
-
-    q = (np.asarray(sm.quantizer, dtype=np.int64)[track_states(lv, sm)] if sm.dependent
-         else np.zeros_like(lv))
-    prev = np.zeros_like(lv)
-    prev[:, 1:] = lv[:, :-1]
-    # coding order: element j of every chain, then j + 1
-    k, q, prev = lv.T.ravel(), q.T.ravel(), prev.T.ravel()
-    apv = np.abs(prev)
-    bits = 0.0
-    sig_ctx = q * 3 + np.minimum(apv, 2)
-    nz = k != 0
-    for c in range(6):
-        bits += _adaptive_cost(nz[sig_ctx == c])
-    k, q, prev, apv = k[nz], q[nz], prev[nz], apv[nz]
-    sign_ctx = np.sign(prev) % 3                   # 0, 1 (> 0), 2 (< 0), as 6 + 0/1/2 in the coder
-    for c in range(3):
-        bits += _adaptive_cost((k < 0)[sign_ctx == c])
-    a = np.abs(k)
-    gt_ctx = q * 2 + (apv > 1)
-    for i in range(1, NUM_GT + 1):
-        reached = a >= i
-        if not reached.any():
-            break
-        for c in range(4):
-            sel = reached & (gt_ctx == c)
-            bits += _adaptive_cost(a[sel] > i)
-    rem = a[a > NUM_GT] - NUM_GT - 1
-    if rem.size:
-        bits += float(np.sum(2 * np.floor(np.log2(rem / (1 << egk) + 1)) + 1 + egk))
-    return bits
-
-
-def _adaptive_cost(bins: np.ndarray) -> float:
-    """Bits for coding `bins` (in order) with one context of `encode_levels`."""
-    if bins.size == 0:
-        return 0.0
-    from scipy.signal import lfilter
-
-    x = bins.astype(np.float64) * 65536.0
-    p1 = np.zeros(bins.size)
-    for shift in (4, 7):
-        r = 1.0 / (1 << shift)
-        after = lfilter([r], [1.0, r - 1.0], x, zi=[(1.0 - r) * _HALF])[0]
-        p1[0] += _HALF
-        p1[1:] += after[:-1]
-    p0 = np.clip(65536.0 - np.floor(p1 / 2), 1.0, 65535.0) / 65536.0
-    return float(-np.sum(np.log2(np.where(bins, 1.0 - p0, p0))))
