@@ -19,3 +19,26 @@ def test_live_curves_build_their_plots_while_idle_and_use_them_for_a_job(qtbot):
     assert len(w._plots) == 2
     assert {id(mp.widget) for mp in w._plots.values()} <= {id(s) for s in spare}   # none built mid-job
     qtbot.waitUntil(lambda: len(w._spare) == SPARE_PLOTS, timeout=5000)        # ready again for the next job
+
+
+def test_a_plot_that_arrives_moves_no_other(qtbot):
+    """Qt repaints every plot that a new one resizes, in the same pass: a job's new metric must not
+    resize the plots already shown (a new row, a new column), only add its own."""
+    w = LiveCurves()
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    keys = ["rate_bpp", "entropy", "loss", "temperature", "psnr"]
+    shown = {}
+    for step, key in enumerate(keys, 1):
+        w.add_events([Progress(step, 10, "", {k: float(step) for k in keys[:step]})])
+        qtbot.waitUntil(w.is_drawn, timeout=5000)
+        geometry = {k: mp.widget.geometry() for k, mp in w._plots.items()}
+        assert {k: geometry[k] for k in shown} == shown          # the earlier plots stayed where they were
+        assert geometry[key].width() >= 120 and geometry[key].height() >= 120
+        shown = geometry
+    assert len({g.topLeft().toTuple() for g in shown.values()}) == len(keys)  # no two in one place
+    w.reset()                                                     # the next job starts at the first cell
+    w.add_events([Progress(1, 10, "", {"psnr": 30.0})])
+    qtbot.waitUntil(w.is_drawn, timeout=5000)
+    assert w._plots["psnr"].widget.geometry() == shown["rate_bpp"]

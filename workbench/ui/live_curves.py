@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
-    QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget,
 )
 from scipy.signal import lfilter
 
@@ -77,11 +77,9 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
                                "minus through real rounding; near 0 means training sees what the coder does."),
     "mismatch_psnr": MetricInfo("Soft–hard gap, PSNR", "dB", "Held-out PSNR through the training surrogate "
                                 "minus through real rounding."),
-    "val_psnr": MetricInfo("Held-out PSNR, finetuned", "dB", "PSNR of held-out crops decoded by the decoder "
+    "val_psnr": MetricInfo("PSNR", "dB", "PSNR of held-out crops decoded by the decoder "
                            "being finetuned from the latents its quantizer decides (mean over the quality levels)."),
-    "val_psnr_base": MetricInfo("Held-out PSNR, original", "dB", "The same crops and latents decoded by the "
-                                "original decoder: what finetuning starts from."),
-    "val_gain_db": MetricInfo("Gain over the original", "dB", "Held-out PSNR of the finetuned decoder minus the "
+    "val_gain_db": MetricInfo("Gain", "dB", "Held-out PSNR of the finetuned decoder minus the "
                               "original's, at the same file size (the encoder does not change)."),
     "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
     "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
@@ -306,6 +304,71 @@ def codec_name(spec: str) -> str:
     return f"{label} ({opts})" if opts else label
 
 
+class _PlotGrid(QWidget):
+    """The plots in cells of one size, `columns` to a row and room for up to `rows` rows from the first
+    plot on (as many as fit), each placed by hand. In a QGridLayout a plot that arrives resizes the
+    others (a new row lowers them, a new column narrows them) and Qt repaints every resized plot in that
+    pass: 20-40 ms of GUI time whenever a job brought a new metric. Here a new plot moves no other
+    unless it needs a row that was not kept free."""
+
+    SPACING = 6
+    MIN_CELL = 120                           # four in a row still fit beside a side panel at 1024 px
+
+    def __init__(self, columns: int, rows: int):
+        super().__init__()
+        self._columns, self._rows = columns, rows
+        self._cells: dict[int, QWidget] = {}
+        self._fit_minimum()
+
+    def place(self, widget: QWidget, index: int) -> None:
+        rows = self._rows_shown()
+        self._cells[index] = widget
+        widget.setParent(self)
+        self._fit_minimum()
+        if self._rows_shown() != rows:
+            self._place_all()
+        else:
+            self._place(index, widget)
+        widget.show()
+
+    def clear(self) -> None:
+        for widget in self._cells.values():
+            widget.hide()
+            widget.deleteLater()
+        self._cells.clear()
+        self._fit_minimum()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._place_all()
+
+    def _used(self) -> tuple[int, int]:
+        """Columns and rows that plots occupy."""
+        last = max(self._cells, default=-1)
+        return min(self._columns, last + 1), -(-(last + 1) // self._columns)
+
+    def _rows_shown(self) -> int:
+        fit = int((self.height() + self.SPACING) // (self.MIN_CELL + self.SPACING))
+        return max(1, self._used()[1], min(self._rows, fit))
+
+    def _fit_minimum(self) -> None:
+        columns, rows = self._used()
+        span = lambda cells: cells * self.MIN_CELL + max(0, cells - 1) * self.SPACING
+        self.setMinimumSize(span(columns), max(180, span(rows)))
+
+    def _place_all(self) -> None:
+        for index, widget in self._cells.items():
+            self._place(index, widget)
+
+    def _place(self, index: int, widget: QWidget) -> None:
+        step_x = (self.width() + self.SPACING) / self._columns
+        step_y = (self.height() + self.SPACING) / self._rows_shown()
+        row, column = divmod(index, self._columns)
+        x, y = round(column * step_x), round(row * step_y)
+        widget.setGeometry(x, y, round((column + 1) * step_x) - self.SPACING - x,
+                           round((row + 1) * step_y) - self.SPACING - y)
+
+
 class LiveCurves(QWidget):
     """Progress of one job: a grid of metric plots, a progress bar, a status line, Pause and Cancel.
 
@@ -335,11 +398,7 @@ class LiveCurves(QWidget):
 
         # One PlotWidget per metric in a grid rather than one GraphicsLayoutWidget: separate widgets
         # are repainted separately, which is what lets the plots take turns (see REDRAW_INTERVAL_MS).
-        self._canvas = QWidget()
-        self._canvas.setMinimumHeight(180)
-        self._grid = QGridLayout(self._canvas)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._grid.setSpacing(6)
+        self._canvas = _PlotGrid(self._columns, -(-SPARE_PLOTS // self._columns))
         self._empty = QLabel("Curves appear here while a job runs.")
         self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._empty.setEnabled(False)
@@ -429,9 +488,7 @@ class LiveCurves(QWidget):
 
     def reset(self) -> None:
         """Forget all curves and progress (a new job starts from an empty grid)."""
-        for mp in self._plots.values():
-            self._grid.removeWidget(mp.widget)
-            mp.widget.deleteLater()
+        self._canvas.clear()
         self._plots.clear()
         self._series.clear()
         self._dirty.clear()
@@ -521,8 +578,7 @@ class LiveCurves(QWidget):
     def _add_plot(self, key: str) -> _MetricPlot:
         i = list(self._series).index(key)
         widget = self._spare.pop() if self._spare else pg.PlotWidget()
-        widget.setMinimumSize(120, 120)             # four in a row still fit beside a side panel at 1024 px
-        self._grid.addWidget(widget, i // self._columns, i % self._columns)
+        self._canvas.place(widget, i)
         mp = _MetricPlot(key, widget, i, self._series[key])
         self._plots[key] = mp
         self._style_plot(mp)
