@@ -7,7 +7,8 @@ thread holding the interpreter lock). Real workloads, each through the widgets t
 * ``rd``: an RD sweep (JPEG + WebP at their default settings) on a photo, driving `RDView` and
   `LiveCurves` exactly as in the app;
 * ``optimize``: per-image latent optimization of the learned codec on a Compare side (`CompareView`,
-  the side's runner followed by `LiveCurves`), ending with the decoded picture shown;
+  the side's runner followed by `LiveCurves`; the side runs it in a child process), ending with the
+  decoded picture shown;
 * ``network``: the Network tab's demo (`NetworkView.run_demo`): open the digits CNN, compress it with
   trellis-coded quantization, measure its accuracy, fill the table and the sentence;
 * ``anneal``: a soft-to-hard vector quantizer annealed in numpy on synthetic 2-D data (soft
@@ -401,8 +402,8 @@ def train_demo(meter: GapMeter, args, measured_report) -> None:
 
 
 def first_or_again(run: int) -> str:
-    """The first run of a kind imports what only it needs (torch's compiler stack for an optimization's Adam,
-    scikit-learn for the digits): those imports hold the interpreter lock in the job's thread."""
+    """The first run of a kind imports what only it needs (scikit-learn for the digits): imports in the job's
+    thread hold the interpreter lock. An optimization imports torch in its own child process every time."""
     return "first use in the process" if run == 0 else "again"
 
 
