@@ -44,7 +44,6 @@ def child(folder: str, name: str) -> dict:
     from workbench.core.network.compress import compress_network_job, decompress_network
     from workbench.core.network.encoder import EncoderConfig, EncoderTask
 
-
     torch.set_num_threads(1)
     base_kb = _rss_kb()
     cpu0 = time.process_time()

@@ -209,6 +209,7 @@ def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = 
     ours += [("uniform", {"qp": qp}, cal) for qp in ((-14, -18, -22) if quick else (-14, -17, -20, -23, -26, -29, -32))]
     ours += [("uniform", {}, None)]
     ours += [("tcq", {"qp": qp, "states": 4, "lam": 0.1}, cal) for qp in ((-18,) if quick else (-26,))]
+    ours += [("tcq", {"qp": qp, "states": 8, "lam": 0.1}, None) for qp in ((-22,) if quick else (-28, -36))]
     for q, o, c in ours:
         label = " ".join(f"{k}={v}" for k, v in o.items()) or "defaults"
         setting = f"{q} {label}" + (" calibrated" if c is not None else "")

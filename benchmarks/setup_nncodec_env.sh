@@ -8,7 +8,8 @@ PIP=.venv-nncodec/bin/pip
 C=$(mktemp); echo "torch==2.13.0" > "$C"
 $PIP install torch==2.13.0
 $PIP install -c "$C" "numpy>=1.26" "scipy>=1.11" "pillow>=10.3" "pillow-heif>=0.18" "imagecodecs>=2024.1.1" \
-    "constriction>=0.4" "matplotlib>=3.8" "PySide6-Essentials>=6.6" "pyqtgraph>=0.13.7" "scikit-learn>=1.3" "safetensors>=0.4"
+    "constriction>=0.4" "matplotlib>=3.8" "PySide6-Essentials>=6.6" "pyqtgraph>=0.13.7" "scikit-learn>=1.3" "safetensors>=0.4" \
+    "numba>=0.60"
 $PIP install --no-deps -e .
 # nncodec builds its DeepCABAC pybind11 extension with gcc here (~1 min). Its metadata asks for
 # numpy<2, torchvision, opencv-python, ptflops, torchmetrics...: installed without deps instead.

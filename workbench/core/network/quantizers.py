@@ -30,6 +30,7 @@ from workbench.core.jobs import Job, Progress
 from workbench.core.options import option
 from workbench.core.registry import Registry
 from workbench.core import trellis
+from workbench.core.network.heap import release_memory
 from workbench.core.network.sensitivity import step_factors
 
 NET_QUANTIZERS: Registry = Registry("network quantizer")
@@ -277,8 +278,9 @@ class RDOQuantizer(_Scalar):
 
 
 SEARCH_CHUNK = 1 << 16
-"""Weights per Viterbi call: the search peaks at ~350 bytes per weight (candidates, costs, survivors),
-so a long tensor is searched a block of chains at a time (chains are independent: same result)."""
+"""Weights per block of chains (chains are independent: same result) in the search and dequantization.
+The compiled search (`trellis._table_viterbi`) holds only one chain's survivors; the torch search it
+replaced peaked at ~350 bytes per weight, and blocks still keep the int64/float64 temporaries small."""
 
 
 def _search(u: torch.Tensor, lam: float, rate, sm: trellis.StateMachine, f2: torch.Tensor | None) -> np.ndarray:
@@ -428,6 +430,7 @@ class SoftToHardVQ:
                 loss = task.loss({**qw, **others}, generator=gen) + opts.lam * rate
                 loss.backward()
             opt.step()
+            release_memory()        # each step frees ~10 MB per tensor; glibc would keep it all in its heap
             if (it + 1) % 10 == 0 or it + 1 == iters:
                 metrics = {"sigma": sigma, "entropy": float(rate), "loss": float(loss)}
                 if task is not None and opts.eval_every and (it + 1) % opts.eval_every == 0:
@@ -452,6 +455,7 @@ class SoftToHardVQ:
             del idx
             inp.emit(out, k, QuantizedTensor(levels=levels.reshape(as_chains(w).shape), codebook=cb, zero_index=z))
             del levels
+            release_memory()
         return QuantOutput(out, {k: v.detach() for k, v in others.items()})
 
 
