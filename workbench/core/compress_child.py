@@ -73,7 +73,7 @@ def compress_job_in_child(rgb: np.ndarray, codec: str, options: Any = None,
                     except OSError:                     # it has ended: the end of its output says how
                         pass
                 else:
-                    _end(child)                         # it is exiting: its files are complete
+                    _end(child)                         # it exits now: let it, rather than kill it below
                     if message["kind"] == "result":
                         return _result(message, folder)
                     raise _error(message)
@@ -81,11 +81,10 @@ def compress_job_in_child(rgb: np.ndarray, codec: str, options: Any = None,
             if child.poll() is None:                   # closed early (cancelled): stop it at once
                 child.kill()
             child.wait()
-            for pipe in (child.stdin, child.stdout):
-                try:
-                    pipe.close()
-                except OSError:                             # the killed child's end is gone
-                    pass
+            try:
+                child.stdin.close()
+            except OSError:                             # the killed child's end is gone
+                pass
 
 
 def _child_env() -> dict[str, str]:
@@ -105,9 +104,11 @@ def _end(child: subprocess.Popen, wait_s: float = 10.0) -> None:
 
 
 def _read_lines(stream: IO[bytes], lines: queue.Queue) -> None:
-    """Hands every line of the child's protocol to the job, then b"" at the end of it."""
-    for line in iter(stream.readline, b""):
-        lines.put(line)
+    """Hands every line of the child's protocol to the job, then b"" at the end of it (this thread closes
+    the pipe: closing it under a blocked read would fail)."""
+    with stream:
+        for line in iter(stream.readline, b""):
+            lines.put(line)
     lines.put(b"")
 
 
