@@ -28,6 +28,11 @@ from workbench.ui.job_runner import JobRunner
 QUANTIZER_LABELS: dict[str, str] = next(dict(zip(s.choices, s.choice_labels)) for s in specs(LearnedOptions)
                                         if s.name == "quantizer")
 
+#: What a finetuning's curves show: one row, wide enough for their titles at 1024×700. The rate is not a
+#: curve: it stays what the frozen encoder writes (a flat line), and the preview's caption says it; the
+#: original decoder's held-out PSNR (in progress.jsonl too) is the gain's baseline.
+FINETUNE_CURVES = ("loss", "val_psnr", "val_gain_db")
+
 
 def _quantizer_editor(spec):
     """The labels without their parenthesis, which would be cut off in the set-up column; the full ones are

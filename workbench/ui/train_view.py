@@ -36,15 +36,18 @@ from workbench.core.learned.shvq import SHVQOptions
 from workbench.core.learned.train import TrainOptions
 from workbench.core.options import build, specs
 from workbench.ui.codec_panel import OptionsForm, make_editor
-from workbench.ui.finetune_setup import QUANTIZER_LABELS, FinetuneSetup
+from workbench.ui.finetune_setup import FINETUNE_CURVES, QUANTIZER_LABELS, FinetuneSetup
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.live_curves import LiveCurves
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 POLL_MS = 250
+#: The preview pictures' side: the held-out crop's usual 192 pixels at 1:1, which leaves the curves a row
+#: at 1024×700 (a larger crop is shown scaled down).
+PICTURE = 192
 #: What the curves show, in this order (progress.jsonl holds more: mse, skipped steps, soft PSNR ...).
 CURVES = ("loss", "bpp", "entropy", "psnr", "ms_ssim", "temperature", "sigma", "gap", "val_bpp_hard",
-          "val_psnr_hard", "mismatch_bpp", "mismatch_psnr", "val_psnr", "val_psnr_base", "val_gain_db")
+          "val_psnr_hard", "mismatch_bpp", "mismatch_psnr")
 #: Options that mean something for dct-shvq only; its `vq_options` text is edited as a form of SHVQOptions.
 SHVQ_ROWS = ("vq_dim", "vq_centers")
 SHVQ_OWN = ("dim", "centers")          # SHVQOptions' fields that TrainOptions has as vq_dim and vq_centers
@@ -261,15 +264,17 @@ class TrainView(QWidget):
         self.preview_label, self.preview_caption = self._picture(pictures, "Decoded: no preview yet")
         pictures.addStretch(1)
         v.addLayout(pictures)
-        self.curves = LiveCurves(columns=4, controls=False)
-        v.addWidget(self.curves, 1)
+        self._watch = v
+        self._train_curves = LiveCurves(columns=4, controls=False)
+        self._finetune_curves: LiveCurves | None = None
+        v.addWidget(self._train_curves, 1)
         self._set_running(False)
         return host
 
     def _picture(self, row: QHBoxLayout, caption: str) -> tuple[QLabel, QLabel]:
         col = QVBoxLayout()
         label = QLabel()
-        label.setFixedSize(256, 256)
+        label.setFixedSize(PICTURE, PICTURE)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         text = QLabel(caption)
@@ -338,6 +343,18 @@ class TrainView(QWidget):
     def finetuning(self) -> bool:
         return self.mode.currentData() == "finetune"
 
+    @property
+    def curves(self) -> LiveCurves:
+        """The curves of the kind of run shown. A finetuning's few curves get a grid of their own, with as
+        many columns as curves so their titles fit; it is built the first time it is shown."""
+        if not self.finetuning:
+            return self._train_curves
+        if self._finetune_curves is None:
+            self._finetune_curves = LiveCurves(columns=len(FINETUNE_CURVES), controls=False)
+            self._finetune_curves.setVisible(False)
+            self._watch.insertWidget(self._watch.indexOf(self._train_curves), self._finetune_curves, 1)
+        return self._finetune_curves
+
     def spec(self) -> RunSpec:
         """The run the form describes; OptionError names a value that does not build."""
         folders = tuple(p for p in self.images_edit.text().split(os.pathsep) if p.strip())
@@ -355,8 +372,19 @@ class TrainView(QWidget):
         return RunSpec(dataclasses.asdict(opts), dataclasses.asdict(sur), folders)
 
     def _mode_changed(self) -> None:
+        """Show the set-up and curves of the chosen kind of run; a run of the other kind on show is left
+        for a new folder (its checkpoint could not continue as this kind)."""
+        if self.run_dir is not None and run_folder.is_run_folder(self.run_dir) and not self.is_running():
+            try:
+                other = run_folder.load_spec(self.run_dir).command != self.mode.currentData()
+            except OptionError:
+                other = True
+            if other:
+                self.set_run_folder(self.new_run_folder())
         self.form.setVisible(not self.finetuning)
         self.finetune.setVisible(self.finetuning)
+        self._train_curves.setVisible(not self.finetuning)
+        self.curves.setVisible(True)
         self._model_changed()
         self.surrogate_box.setVisible(bool(self.surrogate_form.editors) and not self.finetuning)
         if self.finetuning:
@@ -532,7 +560,8 @@ class TrainView(QWidget):
             self.curves.reset()
         if records:
             total = self.bar.maximum()
-            events = [Progress(r["step"], total, metrics={k: r[k] for k in CURVES if k in r}) for r in records]
+            keys = FINETUNE_CURVES if self.finetuning else CURVES
+            events = [Progress(r["step"], total, metrics={k: r[k] for k in keys if k in r}) for r in records]
             self.curves.add_events(events)
             self._step = records[-1]["step"]
             self._step_times.extend(r["step_seconds"] for r in records if "step_seconds" in r)
@@ -587,7 +616,9 @@ class TrainView(QWidget):
         self._step = 0
         self._preview_mtime = 0
         self._step_times.clear()
-        self.curves.reset()
+        for curves in (self._train_curves, self._finetune_curves):
+            if curves is not None:
+                curves.reset()
         self.bar.setValue(0)
         self.bar.setFormat("no steps yet")
         self.timing.setText("")
