@@ -42,7 +42,12 @@ MAX_RECENT = 10
 #: Slow imports that the first encode and the RD and Live tabs need. They are imported in the background once
 #: the window is up, so the window appears about two seconds sooner. matplotlib draws the RD report's plot at
 #: the end of a sweep: imported there, in the sweep's thread, it held the interpreter lock for 0.4-0.55 s.
-PRELOAD = ("workbench.core.compress", "workbench.core.bench", "scipy.signal", "matplotlib.backends.backend_agg",
+#: torch and the modules built on it come first: the Network tab, built once these are in, needs them, and
+#: imported there, in the window's thread, torch froze the window for its whole import (over a second); in
+#: this thread it holds the lock only while its libraries load, and no learned encode or network job
+#: started later imports it in the middle of its work.
+PRELOAD = ("torch", "workbench.core.network.compress", "workbench.core.network.verify", "workbench.core.learned.coding",
+           "workbench.core.compress", "workbench.core.bench", "scipy.signal", "matplotlib.backends.backend_agg",
            "matplotlib.figure")
 APP_NAME = "Compression Workbench"
 
