@@ -481,7 +481,6 @@ def cmd_decompress_net(args, rest) -> int:
 
 
 def cmd_train(args, rest) -> int:
-    from workbench.core.jobs import TextProgressBar, run
     from workbench.core.learned.quantizers import SURROGATES
     from workbench.core.learned.train import TrainOptions, train_job
     from workbench.core.options import build
@@ -507,23 +506,8 @@ def cmd_train(args, rest) -> int:
     opts = build(TrainOptions, values)
     sur_opts = {k: v for k, v in vars(ns2).items() if v is not None}
     folders = _training_folders(args, "train")
-    bar = TextProgressBar()
-    last_val: dict = {}
-    reached = [0]
-
-    def show(event) -> None:
-        bar(event)
-        reached[0] = event.step
-        if "val_bpp_hard" in event.metrics:
-            last_val.update(event.metrics)
-
-    try:
-        final = run(train_job(opts, folders, Path(args.out), sur_opts), on_progress=show)
-    finally:
-        bar.close()
-    if 0 < reached[0] < opts.steps:
-        print(f"paused at step {reached[0]} of {opts.steps} (checkpoint {final}); run the same command again "
-              "to continue")
+    final, last_val = _run_training(train_job(opts, folders, Path(args.out), sur_opts), opts.steps, "val_bpp_hard")
+    if final is None:
         return 0
     if last_val:
         ms = f", MS-SSIM {last_val['ms_ssim']:.4f}" if "ms_ssim" in last_val else ""
@@ -532,6 +516,32 @@ def cmd_train(args, rest) -> int:
               f"surrogate-vs-hard mismatch {last_val['mismatch_bpp']:+.4f} bpp, {last_val['mismatch_psnr']:+.2f} dB")
     print(f"checkpoint: {final}")
     return 0
+
+
+def _run_training(job, steps: int, val_key: str) -> tuple[Path | None, dict]:
+    """Run a train or finetune job with a progress bar: (its checkpoint, the last validation's metrics),
+    or (None, {}) after saying how to continue when it was paused before its last step."""
+    from workbench.core.jobs import TextProgressBar, run
+
+    bar = TextProgressBar()
+    last_val: dict = {}
+    reached = 0
+
+    def show(event) -> None:
+        nonlocal reached
+        bar(event)
+        reached = event.step
+        if val_key in event.metrics:
+            last_val.update(event.metrics)
+
+    try:
+        final = run(job, on_progress=show)
+    finally:
+        bar.close()
+    if 0 < reached < steps:
+        print(f"paused at step {reached} of {steps} (checkpoint {final}); run the same command again to continue")
+        return None, {}
+    return final, last_val
 
 
 def _training_folders(args, command: str) -> list[Path]:
@@ -552,7 +562,6 @@ def _training_folders(args, command: str) -> list[Path]:
 
 
 def cmd_finetune(args, rest) -> int:
-    from workbench.core.jobs import TextProgressBar, run
     from workbench.core.learned.finetune import FinetuneOptions, finetune_job
     from workbench.core.options import build
 
@@ -567,23 +576,8 @@ def cmd_finetune(args, rest) -> int:
         raise OptionError(f"finetune has no option(s) {' '.join(leftover)} (see `workbench finetune --help`)")
     opts = build(FinetuneOptions, {k: v for k, v in vars(ns).items() if v is not None})
     folders = _training_folders(args, "finetune")
-    bar = TextProgressBar()
-    last_val: dict = {}
-    reached = [0]
-
-    def show(event) -> None:
-        bar(event)
-        reached[0] = event.step
-        if "val_psnr" in event.metrics:
-            last_val.update(event.metrics)
-
-    try:
-        final = run(finetune_job(opts, folders, Path(args.out)), on_progress=show)
-    finally:
-        bar.close()
-    if 0 < reached[0] < opts.steps:
-        print(f"paused at step {reached[0]} of {opts.steps} (checkpoint {final}); run the same command again "
-              "to continue")
+    final, last_val = _run_training(finetune_job(opts, folders, Path(args.out)), opts.steps, "val_psnr")
+    if final is None:
         return 0
     if last_val:
         print(f"validation with {opts.quantizer} (mean over levels): PSNR {last_val['val_psnr']:.2f} dB, "
