@@ -27,6 +27,7 @@ from workbench.core.errors import BitstreamError, OptionError
 from workbench.core.jobs import Job, Progress
 from workbench.core.network import bitstream as bs
 from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash, tensor_bytes
+from workbench.core.network.heap import release_memory
 from workbench.core.network.quantizers import (NET_QUANTIZERS, QuantInput, QuantizedTensor, choose_steps,
                                                as_chains, snr_db)
 from workbench.core.network.sensitivity import sensitivity_job
@@ -317,26 +318,6 @@ def _check_levels(name: str, q: QuantizedTensor) -> None:
     if q.levels.size and (q.levels.max() > MAX_LEVEL or q.levels.min() < -MAX_LEVEL):
         raise OptionError(f"tensor {name!r}: the quantization step is too small for its values (levels "
                           f"beyond ±{MAX_LEVEL}); use a larger step, QP or fewer bits")
-
-
-def release_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim). The per-tensor work
-    allocates and frees arrays of a few megabytes, which glibc keeps in its heap once freed (with this
-    and smaller search blocks, TCQ-8 on a 4.5 M-parameter encoder peaked at 140 MB over the imports
-    instead of 210)."""
-    global _trim
-    if _trim is None:
-        try:
-            import ctypes
-
-            _trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):          # not glibc: nothing to do
-            _trim = False
-    if _trim:
-        _trim(0)
-
-
-_trim = None
 
 
 def _digest(t: torch.Tensor) -> bytes:
