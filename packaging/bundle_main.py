@@ -6,8 +6,16 @@ The bundle has one executable, `workbench-gui`, and a symbolic link to it named 
 """
 
 import os
+import runpy
 import sys
 
+if len(sys.argv) > 2 and sys.argv[1] == "-m":
+    # `sys.executable -m MODULE ARGS...`: how the app starts its child processes (a training run, an encode
+    # that optimizes). In the bundle sys.executable is this program, so it runs the module as python would.
+    module = sys.argv[2]
+    sys.argv = [sys.argv[0], *sys.argv[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    sys.exit(0)
 if os.path.splitext(os.path.basename(sys.argv[0]))[0] == "workbench":
     from workbench.cli import main
 else:

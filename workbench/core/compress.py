@@ -84,10 +84,11 @@ def compress_job(rgb: np.ndarray, codec: str, options: Any = None, **values: Any
     if decoded.shape != rgb.shape:
         raise ImageError(f"{codec} decoded a {decoded.shape[1]}x{decoded.shape[0]} image from a "
                          f"{rgb.shape[1]}x{rgb.shape[0]} input")
-    return CompressResult(codec=codec, options=_plain(opts), data=data, reconstruction=decoded,
+    return CompressResult(codec=codec, options=plain_options(opts), data=data, reconstruction=decoded,
                           quality=Quality.measure(rgb, decoded), encode_s=t1 - t0, decode_s=t2 - t1,
                           estimated_bits=encoded.estimated_bits)
 
 
-def _plain(opts: Any) -> dict[str, Any]:
+def plain_options(opts: Any) -> dict[str, Any]:
+    """Options as plain values: what a result records and what a child process is sent."""
     return asdict(opts) if is_dataclass(opts) else dict(opts or {})

@@ -33,7 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from workbench.core import errors
-from workbench.core.compress import CompressResult, Quality, _plain, compress_job
+from workbench.core.compress import CompressResult, Quality, plain_options, compress_job
 from workbench.core.jobs import Job, Progress
 
 #: Longest wait for the child without an event: how late a cancel may be noticed.
@@ -47,7 +47,7 @@ def compress_job_in_child(rgb: np.ndarray, codec: str, options: Any = None,
     with tempfile.TemporaryDirectory(prefix="workbench-encode-") as tmp:
         folder = Path(tmp)
         np.save(folder / IMAGE, np.ascontiguousarray(rgb), allow_pickle=False)
-        (folder / REQUEST).write_text(json.dumps({"codec": codec, "options": _plain(options)}), encoding="utf-8")
+        (folder / REQUEST).write_text(json.dumps({"codec": codec, "options": plain_options(options)}), encoding="utf-8")
         with open(folder / STDERR, "wb") as stderr:
             child = subprocess.Popen([python or sys.executable, "-m", __name__, str(folder)], env=_child_env(),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
