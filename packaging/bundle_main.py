@@ -5,10 +5,12 @@ The bundle has one executable, `workbench-gui`, and a symbolic link to it named 
 (same as `python main.py`). One executable instead of two keeps a single copy of the embedded Python archive.
 """
 
+import multiprocessing
 import os
 import runpy
 import sys
 
+multiprocessing.freeze_support()    # a bench's worker processes start as this program too
 if len(sys.argv) > 2 and sys.argv[1] == "-m":
     # `sys.executable -m MODULE ARGS...`: how the app starts its child processes (a training run, an encode
     # that optimizes). In the bundle sys.executable is this program, so it runs the module as python would.

@@ -94,6 +94,22 @@ def test_processes_give_the_numbers_of_one(images):
     assert sorted(e.step for e in events) == list(range(1, 9))
 
 
+def test_an_isolated_sweep_measures_in_a_worker_process_even_with_one_job(images, monkeypatch):
+    """The app's window must never measure in its own interpreter: with `isolated` not one point is measured
+    by this process (its image loading is broken here), and the numbers are those of an in-process run."""
+    from workbench.core import bench
+
+    one = run(bench_job(images[:1], ["jpeg"], {"jpeg": (20, 60)}, jobs=1))
+
+    def not_here(path):
+        raise AssertionError("measured in the caller's process")
+
+    monkeypatch.setattr(bench, "_load_rgb", not_here)
+    assert _numbers(run(bench_job(images[:1], ["jpeg"], {"jpeg": (20, 60)}, jobs=1, isolated=True))) == _numbers(one)
+    with pytest.raises(AssertionError, match="caller's process"):
+        run(bench_job(images[:1], ["jpeg"], {"jpeg": (20, 60)}, jobs=1))
+
+
 @pytest.mark.parametrize("sweeps, message", [
     ({"jpg": (50,)}, "jpg, which is not a codec of this run"),
     ({"jpeg": (150,)}, "jpeg: option quality: 150 is above the maximum"),

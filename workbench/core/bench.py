@@ -181,11 +181,13 @@ def plan_bench(images: Sequence[str | Path], codecs: Sequence[str],
 
 def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
               sweeps: Mapping[str, Sequence[float]] | None = None, *, jobs: int = 1,
-              out_dir: str | Path | None = None) -> Job[BenchResult]:
+              out_dir: str | Path | None = None, isolated: bool = False) -> Job[BenchResult]:
     """Sweep `codecs` over `images` with `jobs` processes; yields one `BenchProgress` per point.
 
     With `out_dir`, points already stored there under the same key are reused (reported first,
-    `resumed=True`) and every new point is stored as soon as it is measured.
+    `resumed=True`) and every new point is stored as soon as it is measured. `isolated` measures in
+    worker processes even with one job: for a caller whose own thread must stay responsive (the app's
+    window), since measuring in its interpreter takes the lock from it for every Python step.
     """
     if jobs < 1:
         raise OptionError(f"jobs must be at least 1, got {jobs}")
@@ -205,7 +207,7 @@ def bench_job(images: Sequence[str | Path], codecs: Sequence[str],
                                 metrics=_metrics(points[task.key]), point=points[task.key], resumed=True)
     todo = list({t.key: t for t in plan.tasks if t.key not in points}.values())
     started, done = time.monotonic(), 0
-    measuring = _measure_all(todo, jobs)
+    measuring = _measure_all(todo, jobs, isolated)
     try:
         for task, point in measuring:
             if store is not None:
@@ -239,12 +241,12 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def _measure_all(tasks: list[PointTask], jobs: int) -> Iterator[tuple[PointTask, RDPoint]]:
+def _measure_all(tasks: list[PointTask], jobs: int, isolated: bool = False) -> Iterator[tuple[PointTask, RDPoint]]:
     """(task, point) in the order points finish. Worker processes are started fresh ("spawn"), since
     forking a process that holds torch's or BLAS's threads can deadlock; each gets an equal share of
     the cores for its own threads. Closing the generator (a cancel) drops the points not started."""
-    jobs = min(jobs, len(tasks))
-    if jobs <= 1:
+    jobs = max(1, min(jobs, len(tasks)))
+    if jobs == 1 and not (isolated and tasks):
         for task in tasks:
             yield task, measure_point(task)
         return

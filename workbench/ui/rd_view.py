@@ -67,8 +67,9 @@ def run_folder(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapp
 
 def sweep_job(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapping[str, Sequence[float]], *,
               jobs: int, out_dir: Path, anchor: str | None) -> Job[tuple[BenchResult, list[Path]]]:
-    """The CLI's sweep and report, both off the GUI thread (drawing the report's plot takes a while)."""
-    result = yield from bench_job(images, codecs, sweeps, jobs=jobs, out_dir=out_dir)
+    """The CLI's sweep and report, both off the GUI thread (drawing the report's plot takes a while); the
+    points are measured in worker processes, never in the window's interpreter."""
+    result = yield from bench_job(images, codecs, sweeps, jobs=jobs, out_dir=out_dir, isolated=True)
     return result, write_report(result, out_dir, anchor)
 
 
