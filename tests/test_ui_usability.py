@@ -105,6 +105,8 @@ def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tm
     editor = right.panel._editors["model"]
     assert isinstance(editor, ModelEditor)
     combo = editor.combo
+    earlier = ModelEditor(editor.spec)                   # a list made before the model is opened (not shown yet)
+    qtbot.addWidget(earlier)
     items = [combo.itemText(i) for i in range(combo.count())]
     assert items[-1] == OPEN_MODEL and "dct-hyperprior-msssim (MS-SSIM)" in items
     assert combo.currentText() == "dct-context-mse-v2 (PSNR)"
@@ -125,9 +127,12 @@ def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tm
     assert window.compare.view.caption(1).startswith("Learned — mine.safetensors (MS-SSIM) · quality 1")
     assert json.loads(models_file().read_text())["models"] == [str(mine.resolve())]
     assert not any(p.name == "mine.safetensors" for p in MODEL_DIR.iterdir())
-    # the next panel offers it without asking
+    # the next panel offers it without asking, and a list made before offers it once shown again
     fresh = ModelEditor(editor.spec)
     assert fresh.combo.findData(str(mine.resolve())) >= 0
+    assert earlier.combo.findData(str(mine.resolve())) < 0
+    earlier.show()
+    assert earlier.combo.findData(str(mine.resolve())) >= 0
     # a file that is not a model: the encode says why, beside the old picture
     junk = tmp_path / "junk.pth.tar"
     junk.write_bytes(b"not a checkpoint at all")

@@ -355,6 +355,13 @@ class ModelEditor(_Editor):
     def value(self) -> Any:
         return self.combo.itemData(self._current)
 
+    def showEvent(self, event) -> None:
+        """A list built before a model was opened elsewhere in the window (the other side, the Train tab's
+        set-up) offers it once shown again."""
+        super().showEvent(event)
+        for _, value in model_choices():
+            self.offer(value)
+
     def offer(self, value: str) -> None:
         """List a model that became available (trained in the app) without choosing it."""
         if self.combo.findData(value) < 0:
