@@ -28,15 +28,22 @@ def net_view(qtbot, errors):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, errors):
-    """The main window with its own settings, config folder (remembered models) and data folder (RD
-    sweeps) under tmp_path; `window.errors` lists the warnings it showed."""
+def settings(tmp_path, monkeypatch):
+    """The app's settings, config folder (remembered models) and data folder (RD sweeps, runs) of its own,
+    under tmp_path."""
     from PySide6.QtCore import QSettings
-    from workbench.ui.main_window import MainWindow
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings, errors):
+    """The main window with its own `settings`; `window.errors` lists the warnings it showed."""
+    from workbench.ui.main_window import MainWindow
+
+    w = MainWindow(settings)
     w.errors = errors
     qtbot.addWidget(w)
     w.resize(1280, 800)

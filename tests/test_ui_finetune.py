@@ -3,7 +3,7 @@ finetune` processes."""
 
 import pytest
 import torch
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog
 
@@ -11,10 +11,11 @@ from workbench.core.learned import preview, run_folder
 from workbench.core.learned.catalog import model_choices
 from workbench.core.learned.weights import load_codec_model
 from workbench.ui.codec_panel import OPEN_MODEL, ModelEditor
-from workbench.ui.train_view import TrainView
 from qt_drops import drop
 from test_compressai_import import compressai_state
 from test_finetune_run import tiny_model
+from test_ui_train import open_view as open_train_view
+from test_ui_train import stop_training_left_running  # noqa: F401  (an autouse fixture: no process is left running)
 
 WAIT_MS = 180_000
 TINY = dict(steps=4, batch=2, crop=64, crops_per_image=2, validate_every=2, checkpoint_every=2, lr=1e-3)
@@ -26,34 +27,9 @@ def models(tmp_path_factory):
     return {"hyperprior": tiny_model(folder), "factorized": tiny_model(folder, "factorized")}
 
 
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-OPENED: list[TrainView] = []
-
-
-@pytest.fixture(autouse=True)
-def stop_processes_left_running():
-    """A failed test must not leave a finetuning process behind."""
-    yield
-    for view in OPENED:
-        process = view.process
-        if process is not None:
-            view.cancel()
-            process.waitForFinished(10_000)
-    OPENED.clear()
-
-
 def open_view(qtbot, settings, tmp_path):
-    view = TrainView(settings, tmp_path / "runs")
-    qtbot.addWidget(view)
+    view = open_train_view(qtbot, settings, tmp_path)
     view.resize(1024, 700)
-    view.show()
-    OPENED.append(view)
     return view
 
 

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from PySide6.QtCore import QSettings
 from PySide6.QtGui import QGuiApplication
 
 from workbench.core.learned import preview, run_folder
@@ -22,13 +21,6 @@ TINY = dict(model="hyperprior", channels=8, latent_channels=8, lambdas="0.01,0.0
 
 def tiny(**options) -> RunSpec:
     return RunSpec({**TINY, **options}, {"tau_steps": 10}, (str(SAMPLES),))
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture(autouse=True)

@@ -79,42 +79,35 @@ def is_run_folder(path: str | os.PathLike) -> bool:
 def train_args(spec: RunSpec, out_dir: str | os.PathLike) -> list[str]:
     """`workbench train` (or `finetune`) arguments for `spec`: the model, quantizer and folders always,
     every other option only where it differs from its default, so the line stays readable."""
+    from workbench.core.options import build
+
     if spec.command == "finetune":
-        return _finetune_args(spec, out_dir)
+        from workbench.core.learned.finetune import FinetuneOptions
+
+        opts = build(FinetuneOptions, spec.options)
+        return _command_head(spec, opts, out_dir) + _changed(opts, ("model", "quantizer"))
     from workbench.core.learned.quantizers import SURROGATES
     from workbench.core.learned.train import TrainOptions
-    from workbench.core.options import build, specs
 
     opts = build(TrainOptions, spec.options)
-    args = ["train", "--model", opts.model, "--quantizer", opts.quantizer]
-    if opts.lambdas:
-        args += ["--lambda", opts.lambdas]
-    for folder in spec.data:
-        args += ["--data", str(folder)]
-    args += ["--out", str(out_dir)]
-    for s in specs(TrainOptions):
-        value = getattr(opts, s.name)
-        if s.name not in ("model", "quantizer", "lambdas") and value != s.default:
-            args.append(_flag(s.name, value))
     sur = build(SURROGATES.get(opts.quantizer).Options, spec.surrogate_options)
-    for s in specs(type(sur)):
-        if getattr(sur, s.name) != s.default:
-            args.append(_flag(s.name, getattr(sur, s.name)))
-    return args
+    head = _command_head(spec, opts, out_dir, ["--lambda", opts.lambdas] if opts.lambdas else [])
+    return head + _changed(opts, ("model", "quantizer", "lambdas")) + _changed(sur)
 
 
-def _finetune_args(spec: RunSpec, out_dir: str | os.PathLike) -> list[str]:
-    from workbench.core.learned.finetune import FinetuneOptions
-    from workbench.core.options import build, specs
-
-    opts = build(FinetuneOptions, spec.options)
-    args = ["finetune", "--model", opts.model, "--quantizer", opts.quantizer]
+def _command_head(spec: RunSpec, opts: Any, out_dir: str | os.PathLike, extra: list[str] = ()) -> list[str]:
+    args = [spec.command, "--model", opts.model, "--quantizer", opts.quantizer, *extra]
     for folder in spec.data:
         args += ["--data", str(folder)]
-    args += ["--out", str(out_dir)]
-    args += [_flag(s.name, getattr(opts, s.name)) for s in specs(FinetuneOptions)
-             if s.name not in ("model", "quantizer") and getattr(opts, s.name) != s.default]
-    return args
+    return args + ["--out", str(out_dir)]
+
+
+def _changed(opts: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """Flags for the options that differ from their defaults."""
+    from workbench.core.options import specs
+
+    return [_flag(s.name, getattr(opts, s.name)) for s in specs(type(opts))
+            if s.name not in skip and getattr(opts, s.name) != s.default]
 
 
 def _flag(name: str, value: Any) -> str:
