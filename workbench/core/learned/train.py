@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from workbench.core import metrics
+from workbench.core.allocator import keep_freed_buffers
 from workbench.core.errors import OptionError, WorkbenchError
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned import data as crops_data
@@ -95,6 +96,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(opts.device)
+    keep_freed_buffers()
     if world > 1:
         import torch.distributed as dist
         if not dist.is_initialized():

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from workbench.core.allocator import keep_freed_buffers
 from workbench.core.atomic import write_bytes_atomic
 from workbench.core.entropy import CategoricalTable
 from workbench.core.errors import OptionError
@@ -226,6 +227,7 @@ _BY_HASH: dict[bytes, CodecModel] = {}
 
 
 def load_codec_model(name: str) -> CodecModel:
+    keep_freed_buffers()            # the process is about to run a model's transforms
     path = model_path(name)
     load = _load_checkpoint if is_checkpoint_name(name) else _load_cached
     cm = load(str(path.resolve()), os.stat(path).st_mtime_ns)
