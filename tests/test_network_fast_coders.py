@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.core.container import unpack
+from workbench.core.container import pack, unpack
 from workbench.core.errors import BitstreamError
 from workbench.core.network import bitstream as bs
-from workbench.core.network import cabac
+from workbench.core.network import cabac, catcoder
 from workbench.core import trellis
 from workbench.core.trellis import MACHINES
 
@@ -68,3 +68,39 @@ def test_compiled_trellis_search_picks_the_torch_searchs_levels(states):
             for w in (None, f):
                 ref = trellis._viterbi(u, torch.ones_like(u) if w is None else w, lam, rate, sm)
                 assert torch.equal(trellis.viterbi(u, lam, rate, sm, w), ref), (scale, lam, w is None)
+
+
+@pytest.mark.parametrize("name", ["net-uniform-categorical.wbn", "net-tcq-categorical.wbn", "net-shvq-categorical.wbn"])
+def test_released_categorical_streams_decode_and_the_compiled_coder_round_trips_their_levels(name):
+    """Format 1 files hold layout 1 (constriction) streams, still read; the compiled coder (layout 2, what
+    format 2 files hold) codes the same levels back exactly, within a few bytes of its estimate."""
+    c = unpack((DATA / "fuzz" / name).read_bytes())
+    assert c.params["format"] == 1
+    coded = 0
+    for e in bs.iter_network(c):
+        if e.q is not None and e.coder == "categorical-v1":
+            data = catcoder.encode_levels(e.q.levels, e.q.machine)
+            assert np.array_equal(catcoder.decode_levels(data, e.q.levels.shape, e.q.machine), e.q.levels)
+            assert abs(catcoder.estimate_bytes(e.q.levels, e.q.machine) - len(data)) <= 8
+            coded += 1
+    assert coded > 0
+
+
+def test_compiled_categorical_coder_writes_format_2_and_refuses_damage():
+    lv = STREAMS["tcq8_mixed__levels"].astype(np.int64)
+    sm = MACHINES[8]
+    data = catcoder.encode_levels(lv, sm)
+    for bad in (data[: len(data) // 2], data + b"\x00" * 16):
+        with pytest.raises(BitstreamError):
+            catcoder.decode_levels(bad, lv.shape, sm)
+    zeros = np.zeros((3, 50), dtype=np.int64)                       # one-symbol tables: no coder bytes
+    only_tables = catcoder.encode_levels(zeros, sm)
+    assert np.array_equal(catcoder.decode_levels(only_tables, zeros.shape, sm), zeros)
+    with pytest.raises(BitstreamError):
+        catcoder.decode_levels(only_tables + b"\x00", zeros.shape, sm)
+    e = bs.Entry("w", lv.shape, torch.float32, chains=lv.shape[0], coder="categorical", data=data)
+    from workbench.core.network.quantizers import QuantizedTensor
+    e.q = QuantizedTensor(levels=lv, steps=np.ones(1, np.float32), states=8)
+    c = unpack(pack(bs.pack_network([e], "tcq", {"coder": "categorical"}, None)))
+    assert c.params["format"] == 2
+    assert np.array_equal(next(bs.iter_network(c)).q.levels, lv)

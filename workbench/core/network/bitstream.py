@@ -25,7 +25,9 @@ from workbench.core.network.quantizers import NET_QUANTIZERS, QuantizedTensor
 from workbench.core.trellis import machine
 
 CODEC_ID = "workbench-net"
-FORMAT = 1
+FORMAT = 2
+"""Written since issue 18's compiled categorical coder (manifest coder 2); format 1 files still decode."""
+FORMATS_READ = (1, 2)
 MAX_NAME = 1024
 MAX_ELEMENTS = 1 << 31
 MAX_RANK = 8
@@ -42,8 +44,11 @@ DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 QUANTIZABLE = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 """The dtypes whose tensors may be quantized; every other stored dtype is kept raw."""
 MODE_RAW, MODE_SCALAR, MODE_CODEBOOK = 0, 1, 2
-CODERS = {0: "cabac", 1: "categorical"}
+CODERS = {0: "cabac", 1: "categorical-v1", 2: "categorical"}
+"""Coder 1 is the categorical layout of format 1 files (`catcoder.decode_levels_v1`); it is only read."""
 CODER_IDS = {v: k for k, v in CODERS.items()}
+DECODERS = {"cabac": cabac.decode_levels, "categorical-v1": catcoder.decode_levels_v1,
+            "categorical": catcoder.decode_levels}
 
 
 @dataclass
@@ -124,7 +129,7 @@ def iter_network(c: Container, max_elements: int = MAX_ELEMENTS) -> Iterator[Ent
     one tensor's levels (int64, twice a float32 tensor) instead of the whole network's."""
     if c.kind is not PayloadKind.NETWORK or c.codec_id != CODEC_ID:
         raise BitstreamError(f"not a compressed network (payload kind {int(c.kind)}, codec {c.codec_id!r})")
-    if c.params.get("format") != FORMAT:
+    if c.params.get("format") not in FORMATS_READ:
         raise BitstreamError(f"unsupported network payload format {c.params.get('format')!r}")
     if not c.streams:
         raise BitstreamError("network file has no manifest")
@@ -135,7 +140,7 @@ def iter_network(c: Container, max_elements: int = MAX_ELEMENTS) -> Iterator[Ent
         raise BitstreamError("corrupted header: a file that is not a delta names a base checkpoint")
     if c.quantizer_id not in NET_QUANTIZERS:
         raise BitstreamError(f"corrupted header: unknown network quantizer {c.quantizer_id!r}")
-    if c.params.get("coder") not in ("auto", *CODER_IDS):
+    if c.params.get("coder") not in ("auto", "cabac", "categorical"):
         raise BitstreamError(f"corrupted header: unknown coder {c.params.get('coder')!r}")
     r = _Reader(c.streams[0])
     n = r.unpack("<I")[0]
@@ -195,7 +200,7 @@ def iter_network(c: Container, max_elements: int = MAX_ELEMENTS) -> Iterator[Ent
                 steps, states = None, 0
             layout = (rows, count // rows)
             sm = machine(states)
-            levels = (cabac if e.coder == "cabac" else catcoder).decode_levels(data, layout, sm)
+            levels = DECODERS[e.coder](data, layout, sm)
             if cb is not None and (levels.min() + z < 0 or levels.max() + z >= cb.size):
                 raise BitstreamError(f"tensor {name!r} refers to a codebook entry that does not exist")
             e.q = QuantizedTensor(levels=levels, steps=steps, states=states, codebook=cb, zero_index=z)

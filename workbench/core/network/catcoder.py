@@ -1,4 +1,4 @@
-"""Per-tensor categorical coding of weight levels through constriction, with a few contexts.
+"""Per-tensor categorical coding of weight levels, with a few contexts.
 
 The alternative to `cabac`: one static integer frequency table per context travels in the stream
 and the range coder spends almost exactly the table's ideal bits. Contexts are the quantizer of the
@@ -7,11 +7,17 @@ same dependencies `cabac` models, so the two can be compared fairly. Tables cost
 wins on large tensors with small alphabets and loses on small ones; `--coder auto` picks, per
 tensor, the coder whose estimated stream is smaller.
 
-Symbols are coded chain-interleaved (element j of all chains, grouped by context, then j + 1), so
-the decoder decodes a whole column per context with one call instead of one call per weight.
+Stream layout (manifest coder 2, format 2): u8 number of contexts, per context u32 length +
+`CategoricalTable.to_bytes()`, then (unless every table has one symbol, which costs no bits) the
+bytes of an LZMA-style multi-symbol range coder (`cabac`'s 32-bit range and carry handling; a
+symbol narrows the range to (range >> 16) × its 16-bit frequency). Levels are coded in
+chain-interleaved order (element j of every chain, then j + 1), each under its own context. The
+coder is compiled (`workbench.core.jit`) and integer-only, so any machine decodes the same levels.
 
-Stream layout: u8 number of contexts, per context u32 length + `CategoricalTable.to_bytes()`, then
-the range coder's little-endian 32-bit words.
+Layout 1 (manifest coder 1, written before issue 18's compiled coders; decoded by
+`decode_levels_v1`): the same tables, then constriction range-coder words, with each column's
+symbols grouped by context so that a column cost one constriction call per context. Those Python
+calls (a few per column) were most of a transformer's decode time, hence the new layout.
 """
 
 from __future__ import annotations
@@ -21,20 +27,16 @@ import struct
 import constriction
 import numpy as np
 
-from workbench.core.entropy import CategoricalTable, _categorical_model
+from workbench.core.entropy import PRECISION, CategoricalTable, _categorical_model
 from workbench.core.errors import BitstreamError
-from workbench.core.trellis import StateMachine, track_states
+from workbench.core.jit import njit
+from workbench.core.network.cabac import _TOP, _fill, _machine_arrays, _shift_low, _MASK32
+from workbench.core.trellis import StateMachine
 
 MAX_SPAN = 4096
 """Largest alphabet per context; beyond it the table would cost more than it saves (use CABAC)."""
-
-
-def _contexts(levels: np.ndarray, sm: StateMachine) -> np.ndarray:
-    ctx = np.zeros(levels.shape, dtype=np.int8)
-    ctx[:, 1:] = levels[:, :-1] != 0
-    if sm.dependent:
-        ctx += 2 * np.asarray(sm.quantizer, dtype=np.int8)[track_states(levels, sm)]
-    return ctx
+_FLUSH = 5
+"""Bytes of range coder beyond the symbols' bits: the leading byte of LZMA's carry cache and the flush."""
 
 
 def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
@@ -45,28 +47,21 @@ def encode_levels(levels: np.ndarray, sm: StateMachine) -> bytes:
     >>> decode_levels(encode_levels(lv, TCQ4), lv.shape, TCQ4).tolist() == lv.tolist()
     True
     """
-    lv = np.asarray(levels, dtype=np.int64)
-    n_ctx = 4 if sm.dependent else 2
-    ctx = _contexts(lv, sm)
-    tables = [_table(lv[ctx == c]) for c in range(n_ctx)]
-    head = _header(tables)
-    models = [_categorical_model(t) if len(t.freqs) > 1 else None for t in tables]
-    enc = constriction.stream.queue.RangeEncoder()
-    lt, ct = lv.T, ctx.T
-    for j in range(lt.shape[0]):
-        col, cc = lt[j], ct[j]
-        for c in range(n_ctx):
-            if models[c] is None:
-                continue
-            sym = col[cc == c]
-            if sym.size:
-                enc.encode((sym - tables[c].offset).astype(np.int32), models[c])
-    return bytes(head) + enc.get_compressed().astype("<u4").tobytes()
+    lv = np.ascontiguousarray(levels, dtype=np.int64)
+    tables = _fitted_tables(lv, sm)
+    if tables is None:
+        raise ValueError(f"an alphabet of more than {MAX_SPAN} levels is too large for a table")
+    head = bytes(_header(tables))
+    if all(len(t.freqs) == 1 for t in tables):
+        return head                                  # every level is known from its context: no bits
+    qsel, nxt = _machine_arrays(sm)
+    offs, cum, freq, _ = _coder_arrays(tables, lookup=False)
+    return head + _rc_encode(lv, qsel, nxt, sm.dependent, offs, cum, freq).tobytes()
 
 
 def estimate_bytes(levels: np.ndarray, sm: StateMachine) -> int | None:
     """The size `encode_levels` will produce, from the tables alone (their header bytes plus each
-    symbol's −log2 of its table probability; the range coder's rounding adds at most a word or two),
+    symbol's −log2 of its table probability; the range coder's rounding adds a byte or two),
     so `--coder auto` can compare without coding. None when a table cannot hold an alphabet.
 
     >>> from workbench.core.trellis import UNIFORM
@@ -74,44 +69,69 @@ def estimate_bytes(levels: np.ndarray, sm: StateMachine) -> int | None:
     >>> abs(estimate_bytes(lv, UNIFORM) - len(encode_levels(lv, UNIFORM))) <= 8
     True
     """
-    lv = np.asarray(levels, dtype=np.int64)
+    lv = np.ascontiguousarray(levels, dtype=np.int64)
+    counts, lo = _context_counts(lv, sm)
+    tables = None if counts is None else _tables(counts, lo)
+    if tables is None:
+        return None
+    bits = 0.0
+    for c, t in enumerate(tables):
+        if len(t.freqs) > 1:
+            a = t.offset - lo
+            used = counts[c, a:a + len(t.freqs)]
+            bits += float(np.sum(used * (PRECISION - np.log2(np.asarray(t.freqs, dtype=np.float64)))))
+    coded = any(len(t.freqs) > 1 for t in tables)
+    return len(_header(tables)) + (int(np.ceil(bits / 8)) + _FLUSH if coded else 0)
+
+
+def _context_counts(lv: np.ndarray, sm: StateMachine) -> tuple[np.ndarray | None, int]:
+    """Counts (contexts, levels lo..hi) and lo; None when the levels span more than the tables could take."""
     n_ctx = 4 if sm.dependent else 2
     if lv.size == 0:
-        return len(_header([_table(lv)] * n_ctx)) + 4
+        return np.zeros((n_ctx, 1), dtype=np.int64), 0
     lo, hi = int(lv.min()), int(lv.max())
-    span = hi - lo + 1
-    if span > n_ctx * MAX_SPAN:          # some context's alphabet is larger than a table takes
-        return None
-    # counts per context, a block of chains at a time (contexts only look along a chain)
-    counts = np.zeros(n_ctx * span, dtype=np.int64)
-    rows = max(1, (1 << 18) // max(lv.shape[1], 1))
-    for i in range(0, lv.shape[0], rows):
-        block = lv[i:i + rows]
-        counts += np.bincount((_contexts(block, sm).astype(np.int64) * span + (block - lo)).ravel(),
-                              minlength=counts.size)
-    counts = counts.reshape(n_ctx, span)
-    bits, tables = 0.0, []
-    for c in range(n_ctx):
-        used = np.nonzero(counts[c])[0]
+    if hi - lo + 1 > n_ctx * MAX_SPAN:               # some context's alphabet is larger than a table takes
+        return None, lo
+    qsel, nxt = _machine_arrays(sm)
+    return _count(lv, qsel, nxt, sm.dependent, lo, hi - lo + 1, n_ctx), lo
+
+
+def _tables(counts: np.ndarray, lo: int) -> list[CategoricalTable] | None:
+    tables = []
+    for row in counts:
+        used = np.nonzero(row)[0]
         if used.size == 0:
-            tables.append(_table(np.zeros(0, dtype=np.int64)))
+            tables.append(CategoricalTable(0, (1 << PRECISION,)))
             continue
         a, b = int(used[0]), int(used[-1])
         if b - a + 1 > MAX_SPAN:
             return None
-        t = CategoricalTable.from_counts(counts[c, a:b + 1], lo + a)
-        tables.append(t)
-        if len(t.freqs) > 1:
-            bits += float(np.sum(counts[c, a:b + 1] * (16.0 - np.log2(np.asarray(t.freqs, dtype=np.float64)))))
-    return len(_header(tables)) + 4 * (int(np.ceil(bits / 32)) + 1)
+        tables.append(CategoricalTable.from_counts(row[a:b + 1], lo + a))
+    return tables
 
 
-def _table(sym: np.ndarray) -> CategoricalTable:
-    if sym.size == 0:
-        return CategoricalTable(0, (1 << 16,))
-    if int(sym.max()) - int(sym.min()) + 1 > MAX_SPAN:
-        raise ValueError(f"alphabet of {int(sym.max()) - int(sym.min()) + 1} levels is too large for a table")
-    return CategoricalTable.from_symbols(sym)
+def _fitted_tables(lv: np.ndarray, sm: StateMachine) -> list[CategoricalTable] | None:
+    counts, lo = _context_counts(lv, sm)
+    return None if counts is None else _tables(counts, lo)
+
+
+def _coder_arrays(tables: list[CategoricalTable], lookup: bool):
+    """Per context: offset, cumulative and single frequencies (a one-symbol table gets frequency 0:
+    not coded), and for the decoder the symbol index of every 16-bit slot."""
+    n = len(tables)
+    offs = np.array([t.offset for t in tables], dtype=np.int64)
+    cum = np.zeros((n, MAX_SPAN + 1), dtype=np.int64)
+    freq = np.zeros((n, MAX_SPAN), dtype=np.int64)
+    slots = np.zeros((n, 1 << PRECISION), dtype=np.int32) if lookup else None
+    for c, t in enumerate(tables):
+        if len(t.freqs) == 1:
+            continue
+        f = np.asarray(t.freqs, dtype=np.int64)
+        freq[c, :f.size] = f
+        cum[c, 1:f.size + 1] = np.cumsum(f)
+        if lookup:
+            slots[c] = np.repeat(np.arange(f.size, dtype=np.int32), f)
+    return offs, cum, freq, slots
 
 
 def _header(tables: list[CategoricalTable]) -> bytearray:
@@ -122,10 +142,7 @@ def _header(tables: list[CategoricalTable]) -> bytearray:
     return head
 
 
-def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.ndarray:
-    """Inverse of `encode_levels`; any damage is a BitstreamError."""
-    rows, cols = (int(d) for d in shape)
-    data = bytes(data)
+def _read_tables(data: bytes, sm: StateMachine) -> tuple[list[CategoricalTable], int]:
     if not data:
         raise BitstreamError("categorical level stream is empty")
     n_ctx = data[0]
@@ -141,6 +158,137 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
             raise BitstreamError("categorical level stream is truncated")
         tables.append(CategoricalTable.from_bytes(data[pos:pos + n]))
         pos += n
+    return tables, pos
+
+
+_ERRORS = {1: "categorical level stream is truncated or corrupted (decoder ran past its end)",
+           2: "categorical level stream is corrupted (a value outside its table)"}
+
+
+def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.ndarray:
+    """Inverse of `encode_levels`; any damage is a BitstreamError."""
+    rows, cols = (int(d) for d in shape)
+    data = bytes(data)
+    tables, pos = _read_tables(data, sm)
+    buf = np.frombuffer(data, dtype=np.uint8)[pos:]
+    offs, cum, freq, slots = _coder_arrays(tables, lookup=True)
+    qsel, nxt = _machine_arrays(sm)
+    if all(len(t.freqs) == 1 for t in tables):
+        if buf.size:
+            raise BitstreamError("categorical level stream is corrupted (data left over)")
+        out, _, _ = _rc_decode(np.zeros(8, dtype=np.uint8), rows, cols, qsel, nxt, sm.dependent, offs, cum, freq,
+                               slots, 0)
+        return out
+    if buf.size < _FLUSH:
+        raise BitstreamError("categorical level stream is truncated")
+    out, end, err = _rc_decode(buf, rows, cols, qsel, nxt, sm.dependent, offs, cum, freq, slots,
+                               int.from_bytes(buf[1:5].tobytes(), "big"))
+    if err:
+        raise BitstreamError(_ERRORS[err])
+    if end > buf.size + 4:
+        raise BitstreamError(_ERRORS[1])
+    if end < buf.size:       # the encoder's flush ends where the decoder stops reading (or before)
+        raise BitstreamError(f"categorical level stream is corrupted ({buf.size - end} bytes left over)")
+    return out
+
+
+# The coder's loops, compiled: each level's context depends on the previous level of its chain, so a
+# column can only be coded after the one before it, which in Python cost a call per column and context.
+
+@njit
+def _count(lv, qsel, nxt, dep, lo, span, n_ctx):
+    counts = np.zeros((n_ctx, span), dtype=np.int64)
+    for r in range(lv.shape[0]):
+        s = 0
+        pv = 0
+        for j in range(lv.shape[1]):
+            k = lv[r, j]
+            c = (1 if pv != 0 else 0) + (2 * qsel[s] if dep else 0)
+            counts[c, k - lo] += 1
+            pv = k
+            if dep:
+                s = nxt[s, k & 1]
+    return counts
+
+
+@njit
+def _rc_encode(lv, qsel, nxt, dep, offs, cum, freq):
+    rows, cols = lv.shape
+    low, rng, cache, cache_size, n = 0, _MASK32, 0, 1, 0
+    out = np.empty(4096, dtype=np.uint8)
+    state = np.zeros(rows, dtype=np.int64)
+    prev = np.zeros(rows, dtype=np.int64)
+    for j in range(cols):                 # element j of every chain, then j + 1
+        for r in range(rows):
+            k = lv[r, j]
+            s = state[r]
+            c = (1 if prev[r] != 0 else 0) + (2 * qsel[s] if dep else 0)
+            prev[r] = k
+            if dep:
+                state[r] = nxt[s, k & 1]
+            i = k - offs[c]
+            f = freq[c, i]
+            if f == 0:                    # a one-symbol table: nothing to code
+                continue
+            if n + cache_size + 16 > out.size:     # room for this symbol's bytes and pending carries
+                grown = np.empty(2 * (n + cache_size + 16), dtype=np.uint8)
+                grown[:n] = out[:n]
+                out = grown
+            r16 = rng >> 16
+            low += r16 * cum[c, i]
+            rng = r16 * f
+            while rng < _TOP:
+                rng <<= 8
+                low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
+    if n + cache_size + 16 > out.size:
+        grown = np.empty(n + cache_size + 16, dtype=np.uint8)
+        grown[:n] = out[:n]
+        out = grown
+    for _ in range(5):
+        low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
+    return out[:n].copy()
+
+
+@njit
+def _rc_decode(buf, rows, cols, qsel, nxt, dep, offs, cum, freq, slots, code):
+    """Levels (rows, cols), the bytes read and an error code (`_ERRORS`)."""
+    rng, pos = _MASK32, 5
+    n = buf.size
+    out = np.empty((rows, cols), dtype=np.int64)
+    state = np.zeros(rows, dtype=np.int64)
+    prev = np.zeros(rows, dtype=np.int64)
+    for j in range(cols):
+        for r in range(rows):
+            s = state[r]
+            c = (1 if prev[r] != 0 else 0) + (2 * qsel[s] if dep else 0)
+            if freq[c, 0] == 0:           # a one-symbol table
+                k = offs[c]
+            else:
+                r16 = rng >> 16
+                v = code // r16
+                if v >= 1 << 16:
+                    return out, pos, 2
+                i = slots[c, v]
+                code -= r16 * cum[c, i]
+                rng = r16 * freq[c, i]
+                if rng < _TOP:
+                    rng, code, pos = _fill(rng, code, pos, buf)
+                    if pos > n + 8:
+                        return out, pos, 1
+                k = offs[c] + i
+            out[r, j] = k
+            prev[r] = k
+            if dep:
+                state[r] = nxt[s, k & 1]
+    return out, pos, 0
+
+
+def decode_levels_v1(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.ndarray:
+    """Layout 1 (manifest coder 1): constriction words, each column's symbols grouped by context."""
+    rows, cols = (int(d) for d in shape)
+    data = bytes(data)
+    tables, pos = _read_tables(data, sm)
+    n_ctx = len(tables)
     words = data[pos:]
     if len(words) % 4:
         raise BitstreamError("categorical level stream is truncated (not whole 32-bit words)")
