@@ -5,6 +5,15 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+@pytest.fixture(autouse=True)
+def _unfreeze_gc():
+    """The window's background loader freezes every object then alive out of the garbage collector's reach
+    (main_window.preload), which in a test process would keep earlier tests' garbage for good."""
+    yield
+    import gc
+    gc.unfreeze()
+
+
 # --- fixtures of the window tests (Qt is imported inside them, so headless tests never load it) -----
 
 @pytest.fixture
