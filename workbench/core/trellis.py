@@ -385,6 +385,24 @@ def _backtrack(cost, back_level, back_pred) -> torch.Tensor:
     return out
 
 
+@njit
+def _fit_counts(levels, quant, table, dep, max_level):
+    """Occurrences of (quantizer of the state, min(|previous level|, 2), min(|level|, max_level)) along
+    each chain from state 0: what `TableRate` conditions on, in one pass without temporaries."""
+    counts = np.zeros((2, 3, max_level + 1), dtype=np.int64)
+    for c in range(levels.shape[0]):
+        s = 0
+        pc = 0
+        for j in range(levels.shape[1]):
+            k = levels[c, j]
+            a = -k if k < 0 else k
+            counts[quant[s] if dep else 0, pc, a if a < max_level else max_level] += 1
+            pc = a if a < 2 else 2
+            if dep:
+                s = table[s, k & 1]
+    return counts
+
+
 class TableRate:
     """Rate model in the entropy coder's image: −log2 p(|k| | quantizer, min(|prev|, 2)) from counts
     of a previous pass, one sign bit for k ≠ 0, and an Exp-Golomb length beyond `max_level`.
@@ -404,16 +422,8 @@ class TableRate:
     def fit(cls, levels: np.ndarray, sm: StateMachine, max_level: int = 24, device="cpu") -> "TableRate":
         levels = np.asarray(levels, dtype=np.int64).reshape(levels.shape[0], -1) if levels.ndim > 1 else \
             np.asarray(levels, dtype=np.int64).reshape(1, -1)
-        counts = np.zeros(2 * 3 * (max_level + 1))
-        rows = max(1, (1 << 18) // max(levels.shape[1], 1))    # a block of chains at a time: small temporaries
-        for i in range(0, levels.shape[0], rows):
-            block = levels[i:i + rows]
-            q = np.asarray(sm.quantizer, dtype=np.int64)[track_states(block, sm)] if sm.dependent else 0
-            pc = np.zeros(block.shape, dtype=np.int64)
-            pc[:, 1:] = np.minimum(np.abs(block[:, :-1]), 2)
-            idx = (q * 3 + pc) * (max_level + 1) + np.minimum(np.abs(block), max_level)
-            counts += np.bincount(idx.ravel(), minlength=counts.size)
-        counts = counts.reshape(2, 3, max_level + 1)
+        counts = _fit_counts(np.ascontiguousarray(levels), np.asarray(sm.quantizer, dtype=np.int64),
+                             np.asarray(sm.next_state, dtype=np.int64), sm.dependent, max_level).astype(np.float64)
         # Laplace-like prior so unseen magnitudes stay reachable but expensive.
         prior = 0.5 * np.exp(-0.5 * np.arange(max_level + 1))
         counts = counts + prior
