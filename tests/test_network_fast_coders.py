@@ -104,3 +104,19 @@ def test_compiled_categorical_coder_writes_format_2_and_refuses_damage():
     c = unpack(pack(bs.pack_network([e], "tcq", {"coder": "categorical"}, None)))
     assert c.params["format"] == 2
     assert np.array_equal(next(bs.iter_network(c)).q.levels, lv)
+
+
+def test_shared_forward_probes_measure_the_same_sensitivities():
+    """`EncoderTask.probes` runs the forward pass once for all probes; the sensitivities (and so the
+    calibrated steps) are bit-identical to one forward pass per probe."""
+    from workbench.core.jobs import run
+    from workbench.core.network import encoder
+    from workbench.core.network.sensitivity import sensitivity_job
+
+    cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=32)
+    sd = encoder.make_test_encoder(cfg)
+    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    one_at_a_time = type("OneAtATime", (), {"probe": staticmethod(task.probe)})()
+    names = [k for k, v in sd.items() if v.ndim >= 2]
+    assert run(sensitivity_job(task, sd, names)) == run(sensitivity_job(one_at_a_time, sd, names))

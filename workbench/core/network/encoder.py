@@ -141,6 +141,13 @@ class EncoderTask:
         out = forward(params, self.cfg, self.ids)
         return (out * torch.randn(out.shape, generator=generator)).sum()
 
+    def probes(self, params: StateDict, generator: torch.Generator, n: int):
+        """`n` probes from one forward pass (the token ids are fixed): the values of n calls of `probe`, for
+        the cost of one forward pass instead of n (the caller backpropagates with `retain_graph`)."""
+        out = forward(params, self.cfg, self.ids)
+        for _ in range(n):
+            yield (out * torch.randn(out.shape, generator=generator)).sum()
+
     @torch.no_grad()
     def accuracy(self, state: StateDict) -> float:
         out = forward(state, self.cfg, self.ids)

@@ -11,7 +11,8 @@ DeepCABAC's paper, applied to step sizes.
 diag(JᵀJ) is estimated without forming J: for a random vector v (a Gaussian over the outputs of a
 regression-like task, random signs over per-sample losses for a classifier), E[(∂(v·f)/∂w)²] =
 diag(JᵀJ), so each probe is one backward pass. A task offers `probe(params, generator)` returning
-v·f (or Σ ±loss_i) as a scalar.
+v·f (or Σ ±loss_i) as a scalar, and may offer `probes(params, generator, n)` yielding n of them from
+one forward pass when its inputs are the same for every probe.
 
 Rows that no calibration input touched (embedding rows of tokens that did not occur) have zero
 sensitivity and are left out of the mean, so a tensor is judged by the rows the inputs reached.
@@ -36,8 +37,11 @@ def sensitivity_job(task, state: StateDict, names: list[str], probes: int = PROB
     wanted = [params[k] for k in names]
     rows = {k: torch.zeros(params[k].shape[0], dtype=torch.float64) for k in names}
     gen = torch.Generator().manual_seed(12345)
-    for p in range(probes):
-        grads = torch.autograd.grad(task.probe(params, gen), wanted, allow_unused=True)
+    # a task whose inputs do not change between probes offers `probes`: one forward pass for all of them
+    values = task.probes(params, gen, probes) if hasattr(task, "probes") else (task.probe(params, gen)
+                                                                               for _ in range(probes))
+    for p, value in enumerate(values):
+        grads = torch.autograd.grad(value, wanted, allow_unused=True, retain_graph=p + 1 < probes)
         for k, g in zip(names, grads):
             if g is not None:
                 rows[k] += g.double().square().reshape(g.shape[0], -1).sum(1)
