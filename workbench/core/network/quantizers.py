@@ -32,6 +32,7 @@ from workbench.core.registry import Registry
 from workbench.core import trellis
 from workbench.core.network.heap import release_memory
 from workbench.core.network.sensitivity import step_factors
+from workbench.core.network.shvq_fit import Adam, CentreFit, nearest
 
 NET_QUANTIZERS: Registry = Registry("network quantizer")
 
@@ -382,6 +383,8 @@ class SoftToHardVQ:
     Options = SHVQOptions
 
     def run(self, inp: QuantInput, opts) -> Job[QuantOutput]:
+        if not inp.main:
+            return QuantOutput({}, dict(inp.others))
         torch.manual_seed(0)
         task = inp.task if (opts.finetune and inp.task is not None and not inp.delta
                             and hasattr(inp.task, "loss")) else None
@@ -405,69 +408,71 @@ class SoftToHardVQ:
         scale = {k: float(v.std()) if v.numel() > 1 and float(v.std()) > 0 else 1.0 for k, v in weights.items()}
         centers = {k: torch.nn.Parameter(_kmeans_init(v.reshape(-1), opts.centers)) for k, v in weights.items()}
         params = list(centers.values())
-        if task is not None:
+        if task is None:
+            # one (tensors × centres) table: Adam is elementwise, so its steps are those of separate
+            # ones; the gradient comes in closed form from fixed buffers, not from a graph per tensor
+            fit = CentreFit([weights[k].numpy() for k in centers], [None if imp[k] is None else imp[k].numpy()
+                            for k in centers], [counts[k] for k in centers], [scale[k] for k in centers],
+                            opts.lam, opts.centers)
+            table = torch.stack(params).detach().numpy().copy()
+            opt = Adam(table, opts.lr)
+            release_memory()        # the initialisation's temporaries: the steps themselves allocate nothing
+        else:
             for d in (weights, others):
                 for v in d.values():
                     v.requires_grad_(True)
             params += list(weights.values()) + list(others.values())
-        opt = torch.optim.Adam(params, lr=opts.lr)
+            opt = torch.optim.Adam(params, lr=opts.lr)
         n_total = sum(counts.values())
         iters = max(int(opts.iters), 0)
         for it in range(iters):
             sigma = opts.sigma0 * (opts.sigma1 / opts.sigma0) ** (it / max(iters - 1, 1))
-            opt.zero_grad()
-            rate = 0.0
-            dist = 0.0
             qw = {}
-            for k, w in weights.items():
-                flat = w.reshape(-1)
-                c = centers[k]
-                d2 = ((flat[:, None] - c[None, :]) / scale[k]) ** 2
-                phi = torch.softmax(-sigma * d2, 1)
-                soft = phi @ c
-                hist = phi.mean(0)
-                if task is None:
-                    # the loss is a sum over tensors: each one's part is differentiated at once, so
-                    # the graph of one tensor at a time is held (the same gradients as one backward)
-                    err = (flat - soft) ** 2 / scale[k] ** 2
-                    part = (err if imp[k] is None else err * imp[k]).sum() * (counts[k] / flat.numel())
-                    part_rate = counts[k] * -(hist * torch.log2(hist + 1e-12)).sum()
-                    (part / n_total + opts.lam * part_rate / n_total).backward()
-                    dist = dist + float(part)
-                    rate = rate + float(part_rate)
-                else:
+            if task is None:
+                grad, dist, rate = fit.step(table, sigma)
+                opt.step(grad)
+                loss = dist / n_total + opts.lam * rate
+            else:
+                opt.zero_grad()
+                rate = 0.0
+                for k, w in weights.items():
+                    flat = w.reshape(-1)
+                    c = centers[k]
+                    d2 = ((flat[:, None] - c[None, :]) / scale[k]) ** 2
+                    phi = torch.softmax(-sigma * d2, 1)
+                    soft = phi @ c
+                    hist = phi.mean(0)
                     rate = rate + counts[k] * -(hist * torch.log2(hist + 1e-12)).sum()
                     hard = c[d2.argmin(1)]
                     qw[k] = (soft + (hard - soft).detach()).reshape(w.shape)
-            rate = rate / n_total
-            if task is None:
-                loss = dist / n_total + opts.lam * rate
-            else:
+                rate = rate / n_total
                 loss = task.loss({**qw, **others}, generator=gen) + opts.lam * rate
                 loss.backward()
-            opt.step()
-            release_memory()        # each step frees ~10 MB per tensor; glibc would keep it all in its heap
+                opt.step()
             if (it + 1) % 10 == 0 or it + 1 == iters:
                 metrics = {"sigma": sigma, "entropy": float(rate), "loss": float(loss)}
                 if task is not None and opts.eval_every and (it + 1) % opts.eval_every == 0:
                     metrics["accuracy"] = task.accuracy({**{k: v.detach() for k, v in qw.items()},
                                                          **{k: v.detach() for k, v in others.items()}})
                 yield Progress(it + 1, iters, "soft-to-hard VQ", metrics=metrics)
+        if task is None:
+            centers = dict(zip(centers, torch.from_numpy(table)))
         out = {}
         for k in inp.main:
             w = weights[k] if task is not None else inp.main[k]
             weights[k] = None
-            flat = w.detach().reshape(-1)
-            c = centers[k].detach()
-            idx = torch.cat([((part.float()[:, None] - c[None, :]) ** 2).argmin(1) for part in flat.split(1 << 18)])
-            used = torch.unique(idx)
-            cb = c[used].numpy().astype(np.float32)
+            flat = w.detach().reshape(-1).float().numpy()
+            c = centers[k].detach().float().numpy()
+            idx = np.empty(flat.size, dtype=np.uint8)       # centres ≤ 256
+            nearest(flat, c, idx)
+            used = np.flatnonzero(np.bincount(idx, minlength=c.size))
+            cb = c[used].astype(np.float32)
             order = np.argsort(cb, kind="stable")
             cb = cb[order]
-            remap = np.empty(c.numel(), dtype=np.int64)
-            remap[used.numpy()[order]] = np.arange(cb.size)
             z = int(np.argmin(np.abs(cb)))
-            levels = remap[idx.numpy()] - z
+            remap = np.empty(c.size, dtype=np.int64)
+            remap[used[order]] = np.arange(cb.size) - z
+            levels = remap[idx]                             # one int64 array of the tensor's size, no temporary
             del idx
             inp.emit(out, k, QuantizedTensor(levels=levels.reshape(as_chains(w).shape), codebook=cb, zero_index=z))
             del levels
