@@ -3,6 +3,7 @@
 Run with the separate env made by `benchmarks/setup_nncodec_env.sh` (never the project .venv):
 
     .venv-nncodec/bin/python benchmarks/nncodec_compare.py [--shvq] [--out bench-out/nncodec_compare.json]
+    .venv-nncodec/bin/python benchmarks/nncodec_compare.py --digits-calibrated --out bench-out/nncodec_digits.json
 
 Networks: (a) the demo digits CNN `resources/demo_net/digits_cnn.safetensors`, accuracy on its
 stored test split (`workbench.core.network.demo.DigitsTask`); (b) the same architecture randomly
@@ -228,6 +229,79 @@ def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = 
     return 0
 
 
+DIGITS_OURS = (
+    [("uniform", {"qp": qp}, False) for qp in range(-8, -25, -1)]
+    + [("uniform", {"qp": qp}, True) for qp in range(-8, -25, -1)]
+    + [("tcq", {"qp": qp, "states": s, "lam": lam}, cal) for cal in (False, True) for s in (4, 8)
+       for lam in (0.05, 0.1, 0.2) for qp in range(-11, -22, -1)]
+)
+DIGITS_NNC_QPS = range(-8, -31, -1)
+
+
+def digits_calibrated(out_path: Path) -> int:
+    """(d) The demo digits CNN at equal accuracy: NNCodec (λ 0, 1, 2 × qp −8 … −30) against our uniform
+    and TCQ (4 and 8 states, λ 0.05 / 0.1 / 0.2), each with one step for all tensors and with
+    `--calibrate digits` (each tensor's step from its Fisher sensitivity), all on a qp grid of step 1.
+    For each accuracy threshold: the smallest file of each coder whose decoded weights reach it."""
+    task = DigitsTask()
+    sd = load_checkpoint(WEIGHTS)
+    n = sum(v.numel() for v in sd.values())
+    acc0 = task.accuracy(sd)
+    print(f"digits CNN: {n} parameters, accuracy {acc0:.4f} before compression", flush=True)
+    rows = []
+
+    def emit(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    pd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in sd.items()}
+    for lam in NNC_LAMBDAS:
+        for qp in DIGITS_NNC_QPS:
+            bitstream, enc = _cpu(lambda: nnc.compress(pd, bitstream_path=None, qp=qp, lambda_scale=lam,
+                                                       use_dq=True, return_bitstream=True, verbose=False))
+            rec, dec = _cpu(lambda: nnc.decompress(bytearray(bitstream)))
+            rec_t = {k: torch.from_numpy(np.asarray(rec[k], dtype=np.float32).reshape(sd[k].shape)) for k in sd}
+            emit({"coder": "nncodec", "group": "nncodec", "setting": f"qp={qp} lambda_scale={lam:g}",
+                  "bytes": len(bitstream), "bits_per_weight": 8 * len(bitstream) / n,
+                  "accuracy": task.accuracy(rec_t), "encode_cpu_s": enc, "decode_cpu_s": dec})
+    for q, o, cal in DIGITS_OURS:
+        label = " ".join(f"{k}={v}" for k, v in o.items())
+        r, total = _cpu(lambda: run(compress_network_job(sd, q, o, calibration=task if cal else None,
+                                                         keep_state=False)))
+        rec, dec = _cpu(lambda: decompress_network(r.data))
+        emit({"coder": "ours", "group": f"ours {q}" + (" calibrated" if cal else ""),
+              "setting": f"{q} {label}" + (" calibrated" if cal else ""), "bytes": len(r.data),
+              "bits_per_weight": r.bits_per_weight, "accuracy": task.accuracy(rec),
+              "encode_cpu_s": total - dec, "decode_cpu_s": dec})
+    summary = accuracy_summary(rows, acc0)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps({"parameters": n, "accuracy_before": acc0, "rows": rows, "summary": summary},
+                                   indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def accuracy_summary(rows: list[dict], acc0: float) -> list[dict]:
+    """Per accuracy threshold (no loss, and 0.5 / 1 / 2 / 4 points below): each group's smallest file
+    reaching it, and ours (any group) against NNCodec's."""
+    out = []
+    for drop in (0.0, 0.005, 0.01, 0.02, 0.04):
+        need = acc0 - drop - 1e-9
+        best = {}
+        for r in rows:
+            if r["accuracy"] >= need and (r["group"] not in best or r["bytes"] < best[r["group"]]["bytes"]):
+                best[r["group"]] = r
+        line = {"accuracy_at_least": round(acc0 - drop, 4),
+                **{g: {k: r[k] for k in ("setting", "bytes", "bits_per_weight", "accuracy")} for g, r in best.items()}}
+        ours = [r for g, r in best.items() if g != "nncodec"]
+        if ours and "nncodec" in best:
+            top = min(ours, key=lambda r: r["bytes"])
+            line["ours_best"] = top["setting"]
+            line["diff_pct"] = 100 * (top["bytes"] / best["nncodec"]["bytes"] - 1)
+        out.append(line)
+    return out
+
+
 def fidelity_summary(rows: list[dict], target: float = 0.9945) -> dict:
     """Bits/weight each coder needs for output cosine `target` (linear between the two files of its
     Pareto front around it), and ours against NNCodec's front at the cosine of each of our files."""
@@ -256,6 +330,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transformer", metavar="FOLDER", help="compare on a BERT folder instead (made when missing): "
                     "output cosine, CPU seconds")
+    ap.add_argument("--digits-calibrated", action="store_true", help="the digits CNN at equal accuracy, with our "
+                    "calibrated steps (--calibrate digits) and TCQ; CPU seconds")
     ap.add_argument("--quick", action="store_true", help="with --transformer: fewer points")
     ap.add_argument("--reuse", metavar="JSON", help="with --transformer: rows of an earlier (interrupted) run to keep")
     ap.add_argument("--shvq", action="store_true", help="also run shvq (centers 16, lam 0.2, 300 iters; ~90 s)")
@@ -263,6 +339,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench-out/nncodec_compare.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.digits_calibrated:
+        return digits_calibrated(Path(args.out))
     if args.transformer:
         return transformer(Path(args.transformer), Path(args.out), args.quick, Path(args.reuse) if args.reuse else None)
 
