@@ -177,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     ticks, imports, collections_ = Ticks(), ImportLog(), GCLog()
     app.names.update({id(ticks.timer): "the 10 ms tick", id(rd.runner._timer): "JobRunner._flush (progress_batch: RDView._on_batch, "
                                             "LiveCurves.add_events)",
-                      id(rd._second_plot): "RDView second plot (MS-SSIM)",
+                      id(rd._plot_turn): "RDView._redraw_next (one plot)",
                       id(curves._redraw_timer): "LiveCurves._redraw_next", id(curves._spare_timer): "LiveCurves spare"})
+    if hasattr(curves.rd_points, "_turn"):
+        app.names[id(curves.rd_points._turn)] = "RDPointsView._redraw_next (one plot)"
     for name, timer in vars(rd).items():
         if isinstance(timer, QTimer) and id(timer) not in app.names:
             app.names[id(timer)] = f"RDView.{name}"
@@ -198,11 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         app.t0 = rd.job_profile.t0 = collections_.t0 = ticks.t0
         cpu0, t0 = time.thread_time(), time.perf_counter()
         rd.run()
-        while rd.runner.is_running() or not (rd.is_drawn() and curves.is_drawn()):
-            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
-        settle = time.perf_counter() + 0.3                   # what the last signals leave to paint
-        while time.perf_counter() < settle:
-            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 20)
+        # An event loop that sleeps while nothing happens, as the app's (processEvents in a loop spins).
+        done = time.perf_counter() + 3600
+        loop = QEventLoop()
+
+        def check() -> None:
+            nonlocal done
+            if done > time.perf_counter() + 1 and not rd.runner.is_running() and rd.is_drawn() and curves.is_drawn():
+                done = time.perf_counter() + 0.3              # what the last signals leave to paint
+            elif time.perf_counter() >= done:
+                loop.quit()
+
+        checker = QTimer(interval=50, timeout=check)
+        checker.start()
+        loop.exec()
+        checker.stop()
         app.on = imports.on = collections_.on = False
         ticks.timer.stop()
         total_cpu = (time.thread_time() - cpu0) * 1000.0
@@ -274,6 +286,10 @@ def report(records, gaps, imported, job, top: int) -> None:
     worst = sorted(gaps, key=lambda g: -g[0])[:5]
     print("  the 5 longest gaps between 10 ms ticks, less the GUI thread's waits for a core (GUI CPU + lock "
           "wait in them): " + ", ".join(f"{g:.0f} ms ({c:.0f} + {lk:.0f}, at {at:.2f} s)" for g, c, lk, at in worst))
+    for g, _, _, at in worst[:3]:
+        inside = [r for r in records if at - g / 1000.0 - 0.001 <= r[4] <= at]
+        print(f"    in the {g:.0f} ms gap at {at:.2f} s: " + "; ".join(
+            f"{what} {cpu:.1f}+{lock:.1f}" for cpu, lock, what, _, _ in inside if cpu + lock > 0.5))
     if imported:
         print(f"  imported during the sweep: {len(imported)} modules: " + ", ".join(imported[:20]))
     print(f"  the {top} costliest dispatches (GUI thread CPU + lock wait ms: event; what was painted in it):")

@@ -22,6 +22,7 @@ SWEEPS = {"jpeg": (20, 50, 80), "webp": (30, 70)}
 def view(qtbot, tmp_path):
     v = RDView(sweeps=SWEEPS, results=tmp_path / "results", jobs=1)
     qtbot.addWidget(v)
+    v.show()                                            # plots are brought up to date only while shown
     v.set_current(CHAPEL)
     v.set_selected_codecs(["jpeg", "webp"])
     v.set_anchor("jpeg")
@@ -56,8 +57,90 @@ def test_points_appear_while_the_sweep_runs(qtbot, view):
     view.runner.progress_batch.connect(count_plotted)   # runs after the view's own handler
     with qtbot.waitSignal(view.sweep_finished, timeout=30000):
         view.run()
-    assert seen and seen[0][1] >= 1                     # the first batch was plotted at once
-    assert seen[-1] == (5, 3)
+    assert seen[-1][0] == 5
+    qtbot.waitUntil(view.is_drawn, timeout=2000)
+    assert len(view._curves[("jpeg", "psnr")].getData()[0]) == 3
+
+
+def _events(n: int):
+    from workbench.core.bench import BenchProgress, RDPoint
+    return [BenchProgress(i + 1, n, "", point=RDPoint(("jpeg", "webp")[i % 2], 10 * i, "a.png", 0.1 * (i + 1),
+                                                       30.0 + i, 0.95, 13.0 + i, 0.01, 0.01)) for i in range(n)]
+
+
+def test_the_rd_and_live_tabs_plots_take_turns_on_passes_after_the_points_arrived(qtbot, monkeypatch):
+    """Qt paints every changed widget of a window in one pass: the plots that show a sweep (two on the RD
+    tab, two on the Live tab) change one per pass, and none in the pass that receives the points."""
+    import time
+
+    import pyqtgraph as pg
+
+    from workbench.ui.live_curves import MIN_TICK_MS, LiveCurves
+
+    rd, live = RDView(sweeps=SWEEPS), LiveCurves()
+    for w in (rd, live):
+        qtbot.addWidget(w)
+        w.show()
+    changed = []
+    set_data = pg.PlotDataItem.setData
+
+    def recording(item, *a, **kw):
+        if item.getViewBox() is not None:               # not an item being made, before it is in a plot
+            changed.append((time.monotonic(), id(item.getViewBox())))
+        return set_data(item, *a, **kw)
+
+    monkeypatch.setattr(pg.PlotDataItem, "setData", recording)
+    events = _events(4)
+    rd._live.codecs = ["jpeg", "webp"]
+    rd._on_batch(events)                                # as JobRunner delivers a batch to both tabs
+    live.add_events(events)
+    assert changed == []
+    qtbot.waitUntil(lambda: rd.is_drawn() and live.is_drawn(), timeout=3000)
+    plots = {box for _, box in changed}
+    assert len(plots) == 4
+    # each plot changed in a pass of its own: its items together, the next plot at least a pass later
+    starts = [t for i, (t, box) in enumerate(changed) if i == 0 or changed[i - 1][1] != box]
+    assert len(starts) == 4
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= MIN_TICK_MS / 2000.0
+
+
+def test_a_hidden_tab_draws_a_sweeps_points_when_shown(qtbot):
+    from workbench.ui.live_curves import LiveCurves
+
+    rd, live = RDView(sweeps=SWEEPS), LiveCurves()
+    for w in (rd, live):
+        qtbot.addWidget(w)
+    rd._live.codecs = ["jpeg", "webp"]
+    rd._on_batch(_events(4))
+    live.add_events(_events(4))
+    qtbot.wait(100)
+    assert not rd._curves and not live.rd_points._items          # no GUI time spent on what nobody sees
+    for w in (rd, live):
+        w.show()
+    qtbot.waitUntil(lambda: rd.is_drawn() and live.is_drawn(), timeout=3000)
+    assert len(rd._curves[("jpeg", "psnr")].getData()[0]) == 2
+    assert len(live.rd_points._items["webp"][0].getData()[0]) == 2
+
+
+def test_the_bd_rate_tables_are_computed_in_the_sweeps_thread(qtbot, view, monkeypatch):
+    import threading
+
+    from workbench.core.bench import BenchResult
+
+    threads = []
+    bd_table = BenchResult.bd_table
+
+    def recording(result, *a, **kw):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return bd_table(result, *a, **kw)
+
+    monkeypatch.setattr(BenchResult, "bd_table", recording)
+    with qtbot.waitSignal(view.sweep_finished, timeout=30000):
+        view.run()
+    assert view._table.rowCount() == 1 and "%" in view._table.item(0, 1).text()
+    assert threads and not any(threads)                 # the window's thread computed none of them
+    view.set_anchor("webp")                             # another anchor: computed at once, here
+    assert threads[-1] and view._table.item(0, 0).text() == codec_class("jpeg").label
 
 
 def test_finished_sweep_shows_means_table_and_sentence(swept):

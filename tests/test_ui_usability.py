@@ -246,8 +246,26 @@ def _point(codec, quality, image, bpp, psnr):
     return RDPoint(codec, quality, image, bpp, psnr, None, None, 0.01, 0.01)
 
 
-def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbot):
-    from workbench.core.bench import BenchProgress, BenchResult
+def sweep_events(points, sweeps, monkeypatch, tmp_path):
+    """The events the RD tab's sweep job yields for `points` arriving in this order (the sweep's thread
+    adds the BD-rate table over the images every codec has finished)."""
+    from workbench.core.bench import BenchProgress
+    from workbench.ui import rd_view
+
+    def bench_job(images, codecs, sweeps, **kw):
+        for i, p in enumerate(points):
+            yield BenchProgress(i + 1, 10, "", point=p)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(rd_view, "bench_job", bench_job)
+    job = rd_view.sweep_job(["a.png", "b.png"], list(sweeps), sweeps, jobs=1, out_dir=tmp_path, anchor="jpeg")
+    events = [next(job) for _ in points]
+    job.close()
+    return events
+
+
+def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbot, monkeypatch, tmp_path):
+    from workbench.core.bench import BenchResult
     from workbench.ui.rd_view import RDView, _summary_sentence
 
     view = RDView(sweeps={"jpeg": (20, 50, 80), "webp": (30, 70)})
@@ -265,7 +283,9 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
          _point("jpeg", 80, "a.png", 2.0, 36.0), _point("webp", 30, "a.png", 0.4, 29.0),
          _point("webp", 70, "a.png", 0.9, 33.0)]
     b = [_point("jpeg", 20, "b.png", 3.0, 20.0), _point("jpeg", 50, "b.png", 6.0, 24.0)]
-    view._on_batch([BenchProgress(i + 1, 10, "", point=p) for i, p in enumerate(a + b)])
+    events = sweep_events(a + b, {"jpeg": (20, 50, 80), "webp": (30, 70)}, monkeypatch, tmp_path)
+    assert [getattr(ev, "table", None) is not None for ev in events] == [False] * 4 + [True, False, False]
+    view._on_batch(events)
     expected = BenchResult(images=["a.png"], points=a, codecs=["jpeg", "webp"]).bd_table("jpeg")[0]["psnr"]
     assert view._table.item(0, 1).text() == f"{expected:+.1f} %".replace("-", "−")
     assert view._summary.text().startswith("So far: 1 of 2 images. At the same PSNR, WebP files are on average")

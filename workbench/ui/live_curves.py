@@ -106,6 +106,24 @@ MIN_TICK_MS = 15
 SPARE_PLOTS = 9
 SPARE_BUILD_MS = 100
 
+_last_turn = 0.0
+
+
+def take_turn() -> bool:
+    """Whether a plot may be brought up to date now; a plot refused asks again MIN_TICK_MS later.
+
+    Qt paints every changed widget of a window in one pass, whichever view it is in. The RD tab's PSNR plot
+    and the Live tab's two sweep plots, all set where a sweep's points were received, made that slot take
+    10-20 ms of the GUI thread's CPU and the paint pass after it 15-23 ms (busy machine); taking turns
+    across views, at most 9 and 10 ms (benchmarks/gui_thread_work.py).
+    """
+    global _last_turn
+    now = time.monotonic()
+    if now - _last_turn < MIN_TICK_MS / 2000.0:    # another plot changed in this pass
+        return False
+    _last_turn = now
+    return True
+
 
 def metric_info(key: str) -> MetricInfo:
     info = KNOWN_METRICS.get(key)
@@ -237,6 +255,12 @@ class RDPointsView(QWidget):
         lay.addWidget(self.legend)
         self._data: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
         self._items: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        # Plots ("rd", "time") waiting for the points that arrived: each is brought up to date on a pass
+        # of its own (take_turn), and only while shown; a hidden tab catches up when it is shown again.
+        self._pending: dict[str, None] = {}
+        self._turn = QTimer(self)
+        self._turn.setSingleShot(True)
+        self._turn.timeout.connect(self._redraw_next)
         self.restyle()
 
     def clear(self) -> None:
@@ -245,16 +269,43 @@ class RDPointsView(QWidget):
             self.time_plot.removeItem(t)
         self._items.clear()
         self._data.clear()
+        self._pending.clear()
+        self._turn.stop()
         self.legend.setText("")
 
     def add(self, numbered_points: Iterable[tuple[int, object]]) -> None:
-        """(point number, RDPoint) pairs; a point names its codec, rate, PSNR and times."""
+        """(point number, RDPoint) pairs; a point names its codec, rate, PSNR and times. The plots follow
+        on the next passes of the event loop, one plot per pass."""
         for step, p in numbered_points:
             bpp, psnr, secs, steps = self._data.setdefault(p.codec, ([], [], [], []))
             bpp.append(p.bpp)
             psnr.append(p.psnr)
             secs.append(p.encode_s + p.decode_s)
             steps.append(step)
+        self._pending.update(rd=None, time=None)
+        self._schedule()
+
+    def is_drawn(self) -> bool:
+        """True when both plots show every point received so far."""
+        return not self._pending
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._pending and self.isVisible() and not self._turn.isActive():
+            self._turn.start(MIN_TICK_MS)
+
+    @Slot()
+    def _redraw_next(self) -> None:
+        if not self._pending or not self.isVisible():
+            return
+        if not take_turn():
+            self._turn.start(MIN_TICK_MS)
+            return
+        which = next(iter(self._pending))
+        del self._pending[which]
         dark = is_dark(self.palette())
         for i, (codec, (bpp, psnr, secs, steps)) in enumerate(self._data.items()):
             if codec not in self._items:
@@ -262,9 +313,13 @@ class RDPointsView(QWidget):
                                       self.time_plot.plot([], [], pen=None, symbol="o", symbolSize=5))
                 self._color(codec, i, dark)
             rd, t = self._items[codec]
-            rd.setData(bpp, psnr)
-            t.setData(steps, secs)
-        self._legend(dark)
+            if which == "rd":
+                rd.setData(bpp, psnr)
+            else:
+                t.setData(steps, secs)
+        if which == "rd":
+            self._legend(dark)
+        self._schedule()
 
     def codecs(self) -> list[str]:
         return list(self._data)
@@ -544,7 +599,7 @@ class LiveCurves(QWidget):
 
     def is_drawn(self) -> bool:
         """True when every received value is in the plots (no redraw is pending)."""
-        return not self._dirty
+        return not self._dirty and self.rd_points.is_drawn()
 
     def smoothing(self) -> float:
         return self._alpha
@@ -567,6 +622,9 @@ class LiveCurves(QWidget):
     def _redraw_next(self) -> None:
         """Bring the plot that has waited longest up to date, then let the event loop paint it."""
         if not self._dirty:
+            return
+        if not take_turn():
+            self._redraw_timer.start(MIN_TICK_MS)
             return
         key = next(iter(self._dirty))
         del self._dirty[key]

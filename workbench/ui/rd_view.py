@@ -16,6 +16,7 @@ import json
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,7 +38,7 @@ from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
 from workbench.ui.codec_panel import selection_name
 from workbench.ui.job_runner import JobRunner
-from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_plot_widget
+from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_plot_widget, take_turn
 
 #: Codecs ticked when the view opens: the usual anchor and its most common challenger.
 DEFAULT_CODECS = ("jpeg", "webp")
@@ -65,12 +66,53 @@ def run_folder(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapp
     return f"{readable}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
+@dataclass(frozen=True)
+class SweepProgress(BenchProgress):
+    """A sweep's event that also brings the BD-rate rows against the anchor over the images every codec has
+    finished, when one more image was finished: the table is computed in the sweep's thread, not the window's."""
+    table: tuple[str | None, int, list[dict]] | None = None     # anchor, images compared, rows
+
+
 def sweep_job(images: Sequence[str | Path], codecs: Sequence[str], sweeps: Mapping[str, Sequence[float]], *,
-              jobs: int, out_dir: Path, anchor: str | None) -> Job[tuple[BenchResult, list[Path]]]:
-    """The CLI's sweep and report, both off the GUI thread (drawing the report's plot takes a while); the
-    points are measured in worker processes, never in the window's interpreter."""
-    result = yield from bench_job(images, codecs, sweeps, jobs=jobs, out_dir=out_dir, isolated=True)
-    return result, write_report(result, out_dir, anchor)
+              jobs: int, out_dir: Path, anchor: str | None
+              ) -> Job[tuple[BenchResult, list[Path], tuple[str | None, list[dict]]]]:
+    """The CLI's sweep and report, both off the GUI thread (drawing the report's plot takes a while), and
+    the BD-rate rows against `anchor` for the tab's table, so far and at the end; the points are measured
+    in worker processes, never in the window's interpreter."""
+    need = {c: len(sweeps.get(c) or _default_sweep(c)) for c in codecs}
+    live, compared = BenchResult(codecs=list(codecs)), 0
+    job = bench_job(images, codecs, sweeps, jobs=jobs, out_dir=out_dir, isolated=True)
+    try:
+        while True:
+            try:
+                ev = next(job)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if isinstance(ev, BenchProgress) and ev.point is not None:
+                live.points.append(ev.point)
+                if ev.point.image not in live.images:
+                    live.images.append(ev.point.image)
+                done = compared_images(live, need)
+                if len(done.images) != compared:
+                    compared = len(done.images)
+                    rows = done.bd_table(anchor) if anchor in codecs else []
+                    ev = SweepProgress(**{f.name: getattr(ev, f.name) for f in fields(ev)},
+                                       table=(anchor, compared, rows))
+            yield ev
+    finally:
+        job.close()                 # a cancelled sweep stops its worker processes now
+    rows = result.bd_table(anchor) if anchor in result.codecs else []
+    return result, write_report(result, out_dir, anchor), (anchor, rows)
+
+
+def compared_images(live: BenchResult, need: Mapping[str, int]) -> BenchResult:
+    """The points of the images that every codec has finished (`need`: points per image of each codec).
+    While a sweep runs, the next image's first codecs are measured before its last ones, and means over
+    different sets of images would compare codecs on different pictures."""
+    counts = Counter((p.image, p.codec) for p in live.points)
+    done = [im for im in live.images if all(counts[(im, c)] >= n for c, n in need.items())]
+    return BenchResult(images=done, points=[p for p in live.points if p.image in done], codecs=list(live.codecs))
 
 
 class RDView(QWidget):
@@ -97,14 +139,18 @@ class RDView(QWidget):
         self._current: Path | None = None
         self._live = BenchResult()             # the sweep in progress, or the last finished one
         self._result: BenchResult | None = None  # the last finished sweep (what the folder's report holds)
+        self._final_rows: tuple[str | None, list[dict]] = (None, [])   # its BD-rate rows and their anchor
+        self._partial_rows: tuple[str | None, int, list[dict]] = (None, 0, [])   # so far: anchor, images, rows
         self._folder: Path | None = None       # the folder of the last sweep started
-        self._complete = 0                     # images every codec has finished, in the sweep running
         self._resumed = 0
         self._total_images = 0
         self._colors: dict[str, int] = {}
-        self._second_plot = QTimer(self)
-        self._second_plot.setSingleShot(True)
-        self._second_plot.timeout.connect(lambda: self._redraw_plot("ms_ssim_db"))
+        # Plots ("psnr", "ms_ssim_db") waiting for the points that arrived, each brought up to date on a pass
+        # of the event loop of its own (live_curves.take_turn) and only while the tab is shown.
+        self._pending: dict[str, None] = {}
+        self._plot_turn = QTimer(self)
+        self._plot_turn.setSingleShot(True)
+        self._plot_turn.timeout.connect(self._redraw_next)
         self.runner = JobRunner(self)
         self.runner.progress_batch.connect(self._on_batch)
         self.runner.finished.connect(self._on_finished)
@@ -374,7 +420,8 @@ class RDView(QWidget):
         self._total_images = len(images)
         self._live = BenchResult(codecs=list(codecs))
         self._result = None
-        self._complete = self._resumed = 0
+        self._resumed = 0
+        self._partial_rows = (None, 0, [])
         self._clear_plots()
         self._update_table()
         self._bar.setRange(0, per_image * len(images))
@@ -398,29 +445,30 @@ class RDView(QWidget):
     # -- running ---------------------------------------------------------------------------------
     @Slot(list)
     def _on_batch(self, events: list) -> None:
+        table = None
         for ev in events:
             if isinstance(ev, BenchProgress) and ev.point is not None:
                 self._live.points.append(ev.point)
                 self._resumed += ev.resumed
                 if ev.point.image not in self._live.images:
                     self._live.images.append(ev.point.image)
+            table = getattr(ev, "table", None) or table
         last = events[-1]
         self._bar.setValue(last.step)
         self._status.setText(last.message)
         self._redraw()
-        # Points arrive in the order they finish (several processes, stored ones first), so an image is
-        # complete when every codec has all its points, whatever came last.
-        complete = len(self._compared().images)
-        if complete != self._complete:
-            self._complete = complete
+        if table is not None:              # one more image finished by every codec
+            self._partial_rows = table
             self._update_table()
 
     @Slot(object)
-    def _on_finished(self, outcome: tuple[BenchResult, list[Path]]) -> None:
-        result, written = outcome
+    def _on_finished(self, outcome: tuple[BenchResult, list[Path], tuple[str | None, list[dict]]]) -> None:
+        result, written, self._final_rows = outcome
+        same = set(result.points) == set(self._live.points)   # in plan order now, but the plots show them all
         self._live = result
         self._result = result
-        self._redraw()
+        if not same:
+            self._redraw()
         self._update_table()
         self._bar.setValue(self._bar.maximum())
         reused = f" ({self._resumed} measured before)" if self._resumed else ""
@@ -443,7 +491,8 @@ class RDView(QWidget):
 
     # -- drawing ---------------------------------------------------------------------------------
     def _clear_plots(self) -> None:
-        self._second_plot.stop()
+        self._pending.clear()
+        self._plot_turn.stop()
         for (_, which), item in self._curves.items():
             plot = self._psnr_plot if which == "psnr" else self._msssim_plot
             plot.getPlotItem().legend.removeItem(item)
@@ -453,17 +502,37 @@ class RDView(QWidget):
         self._set_title(self._msssim_plot, "MS-SSIM vs rate")
 
     def _redraw(self) -> None:
-        """Update the PSNR plot now and the MS-SSIM plot on the next pass of the event loop.
+        """Bring the PSNR plot and then the MS-SSIM plot up to date, each on a later pass of the event loop.
 
-        Qt repaints every changed plot of a window in one go; taking turns halves the longest time
-        the window spends painting after a point arrives.
+        Qt repaints every changed plot of a window in one go: updating them where the points are received
+        made that pass paint both (and the Live tab's), after a batch that had set all their data.
         """
-        self._redraw_plot("psnr")
-        self._second_plot.start(MIN_TICK_MS)
+        self._pending.update(psnr=None, ms_ssim_db=None)
+        self._schedule_plots()
 
     def is_drawn(self) -> bool:
         """True when both plots show every point received so far."""
-        return not self._second_plot.isActive()
+        return not self._pending
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._schedule_plots()
+
+    def _schedule_plots(self) -> None:
+        if self._pending and self.isVisible() and not self._plot_turn.isActive():
+            self._plot_turn.start(MIN_TICK_MS)
+
+    @Slot()
+    def _redraw_next(self) -> None:
+        if not self._pending or not self.isVisible():
+            return
+        if not take_turn():
+            self._plot_turn.start(MIN_TICK_MS)
+            return
+        which = next(iter(self._pending))
+        del self._pending[which]
+        self._redraw_plot(which)
+        self._schedule_plots()
 
     def _redraw_plot(self, which: str) -> None:
         dark = is_dark(self.palette())
@@ -500,16 +569,10 @@ class RDView(QWidget):
         return item
 
     def _compared(self) -> BenchResult:
-        """The points of the images that every codec has finished: while a sweep runs, the next image's
-        first codecs are measured before its last ones, and means over different sets of images would
-        compare codecs on different pictures."""
-        src = self._live
+        """The finished sweep, or the points of the images every codec has finished so far."""
         if self._result is not None:
             return self._result
-        need = {c: len(self._sweep(c)) for c in src.codecs}
-        counts = Counter((p.image, p.codec) for p in src.points)
-        done = [im for im in src.images if all(counts[(im, c)] >= n for c, n in need.items())]
-        return BenchResult(images=done, points=[p for p in src.points if p.image in done], codecs=list(src.codecs))
+        return compared_images(self._live, {c: len(self._sweep(c)) for c in self._live.codecs})
 
     @Slot()
     def _update_table(self) -> None:
@@ -525,7 +588,12 @@ class RDView(QWidget):
             self._summary.setText(f"{_label(anchor)} was not part of this sweep; run it again with "
                                   f"it ticked to compare against it.")
             return
-        rows = source.bd_table(anchor)
+        if self._result is not None and self._final_rows[0] == anchor:
+            rows = self._final_rows[1]           # computed in the sweep's thread
+        elif self._result is None and self._partial_rows[:2] == (anchor, len(source.images)):
+            rows = self._partial_rows[2]         # so far, computed there too
+        else:                                    # another anchor chosen: 1-4 ms here (960 points, 5 codecs)
+            rows = source.bd_table(anchor)
         self._table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             self._table.setItem(r, 0, QTableWidgetItem(_label(row["codec"])))
