@@ -16,10 +16,13 @@ from typing import Sequence
 
 EXIT_WHEN_SHOWN = "WORKBENCH_EXIT_WHEN_SHOWN"   # benchmarks/launch_time.py: quit as soon as the window is up
 #: How long a thread may hold the interpreter lock while another waits for it (Python's default: 5 ms).
-#: A job thread running Python (rendering the RD report's plot, a trellis search) made the GUI thread
-#: wait up to 5 ms for every few milliseconds of painting; at 1 ms the worst event-loop gap at the end
-#: of an RD sweep fell from 77-118 ms to under 60 ms (benchmarks/event_loop_latency.py, loaded machine).
-GIL_SWITCH_S = 0.001
+#: A job thread running Python (rendering the RD report's plot, a trellis search) makes the GUI thread wait
+#: up to this long at every call Qt makes into Python while painting (each pyqtgraph item). At 1 ms (down
+#: from 5 ms, the worst event-loop gap at the end of an RD sweep fell from 77-118 ms to under 60 ms) a pass
+#: painting four plots beside the report's drawing still waited 9-11 ms for the lock (median; p90 18-25 ms);
+#: at 0.2 ms 0.8-1.7 ms (p90 5-8 ms), and the drawing thread did its work in no more CPU time
+#: (benchmarks/gil_convoy.py, three rounds on a busy machine).
+GIL_SWITCH_S = 0.0002
 
 
 def display_available() -> bool:
