@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workbench.core.jobs import run
-from workbench.core.network.quantizers import SHVQOptions, SoftToHardVQ, QuantInput
+from workbench.core.network.quantizers import SHVQOptions, SoftToHardVQ, QuantInput, _kmeans_init
 from workbench.core.network.shvq_fit import Adam, CentreFit, nearest
 
 
@@ -66,7 +66,6 @@ def test_centres_follow_the_autograd_fit():
     opts = SHVQOptions(centers=6, lam=0.05, iters=40, sigma1=50.0)
     got = run(SoftToHardVQ().run(QuantInput(main, {}, imp), opts)).tensors
 
-    from workbench.core.network.quantizers import _kmeans_init
     ws = {k: v.reshape(-1) for k, v in main.items()}
     scale = [float(w.std()) for w in ws.values()]
     centers = [torch.nn.Parameter(_kmeans_init(w, opts.centers)) for w in ws.values()]
