@@ -10,7 +10,9 @@ tensor, the coder whose estimated stream is smaller.
 Stream layout (manifest coder 2, format 2): u8 number of contexts, per context u32 length +
 `CategoricalTable.to_bytes()`, then (unless every table has one symbol, which costs no bits) the
 bytes of an LZMA-style multi-symbol range coder (`cabac`'s 32-bit range and carry handling; a
-symbol narrows the range to (range >> 16) × its 16-bit frequency). Levels are coded in
+symbol with cumulative frequencies F..F' of 2^16 narrows [low, low + range) to
+[low + (range·F >> 16), low + (range·F' >> 16)), exact to a unit of the range, so the stream is within
+bytes of the tables' ideal bits; `range >> 16` times the frequency lost ~0.01 %). Levels are coded in
 chain-interleaved order (element j of every chain, then j + 1), each under its own context. The
 coder is compiled (`workbench.core.jit`) and integer-only, so any machine decodes the same levels.
 
@@ -234,9 +236,9 @@ def _rc_encode(lv, qsel, nxt, dep, offs, cum, freq):
                 grown = np.empty(2 * (n + cache_size + 16), dtype=np.uint8)
                 grown[:n] = out[:n]
                 out = grown
-            r16 = rng >> 16
-            low += r16 * cum[c, i]
-            rng = r16 * f
+            lo_ = (rng * cum[c, i]) >> 16
+            low += lo_
+            rng = ((rng * cum[c, i + 1]) >> 16) - lo_
             while rng < _TOP:
                 rng <<= 8
                 low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
@@ -264,13 +266,13 @@ def _rc_decode(buf, rows, cols, qsel, nxt, dep, offs, cum, freq, slots, code):
             if freq[c, 0] == 0:           # a one-symbol table
                 k = offs[c]
             else:
-                r16 = rng >> 16
-                v = code // r16
+                v = (((code + 1) << 16) - 1) // rng      # the largest F with (range·F) >> 16 ≤ code
                 if v >= 1 << 16:
                     return out, pos, 2
                 i = slots[c, v]
-                code -= r16 * cum[c, i]
-                rng = r16 * freq[c, i]
+                lo_ = (rng * cum[c, i]) >> 16
+                code -= lo_
+                rng = ((rng * cum[c, i + 1]) >> 16) - lo_
                 if rng < _TOP:
                     rng, code, pos = _fill(rng, code, pos, buf)
                     if pos > n + 8:
