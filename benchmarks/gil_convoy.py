@@ -33,10 +33,11 @@ from workbench.core.bench_report import rd_plot_png  # noqa: E402
 
 
 def sched() -> tuple[float, float, float]:
-    """Wall clock, this thread's CPU time and its waits for a core, in seconds (Linux schedstat)."""
+    """Wall clock, this thread's CPU time and its waits for a core (Linux schedstat, exact once the thread
+    runs again; its CPU figure lags by up to a scheduler tick, so CPU is the thread clock's), in seconds."""
     with open("/proc/thread-self/schedstat") as f:
-        cpu, waited, _ = f.read().split()
-    return time.perf_counter(), int(cpu) / 1e9, int(waited) / 1e9
+        _, waited, _ = f.read().split()
+    return time.perf_counter(), time.thread_time(), int(waited) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:

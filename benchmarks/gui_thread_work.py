@@ -48,10 +48,12 @@ WAIT_MS = 30.0
 
 
 def sched() -> tuple[float, float, float]:
-    """Wall clock, this thread's CPU time and its time spent waiting for a core (Linux schedstat), in ms."""
+    """Wall clock, this thread's CPU time and its time spent waiting for a core, in ms. The wait is Linux's
+    schedstat (exact once the thread runs again); its CPU figure lags by up to a scheduler tick, so the
+    CPU time is the thread clock's."""
     with open("/proc/thread-self/schedstat") as f:
-        cpu, waited, _ = f.read().split()
-    return time.perf_counter() * 1000.0, int(cpu) / 1e6, int(waited) / 1e6
+        _, waited, _ = f.read().split()
+    return time.perf_counter() * 1000.0, time.thread_time() * 1000.0, int(waited) / 1e6
 
 
 class TimedApp(QApplication):
@@ -288,7 +290,8 @@ def report(records, gaps, imported, job, top: int) -> None:
           "wait in them): " + ", ".join(f"{g:.0f} ms ({c:.0f} + {lk:.0f}, at {at:.2f} s)" for g, c, lk, at in worst))
     for g, _, _, at in worst[:3]:
         inside = [r for r in records if at - g / 1000.0 - 0.001 <= r[4] <= at]
-        print(f"    in the {g:.0f} ms gap at {at:.2f} s: " + "; ".join(
+        print(f"    in the {g:.0f} ms gap at {at:.2f} s ({len(inside)} dispatches, "
+              f"{sum(r[0] for r in inside):.0f} ms of CPU): " + "; ".join(
             f"{what} {cpu:.1f}+{lock:.1f}" for cpu, lock, what, _, _ in inside if cpu + lock > 0.5))
     if imported:
         print(f"  imported during the sweep: {len(imported)} modules: " + ", ".join(imported[:20]))

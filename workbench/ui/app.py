@@ -19,9 +19,9 @@ EXIT_WHEN_SHOWN = "WORKBENCH_EXIT_WHEN_SHOWN"   # benchmarks/launch_time.py: qui
 #: A job thread running Python (rendering the RD report's plot, a trellis search) makes the GUI thread wait
 #: up to this long at every call Qt makes into Python while painting (each pyqtgraph item). At 1 ms (down
 #: from 5 ms, the worst event-loop gap at the end of an RD sweep fell from 77-118 ms to under 60 ms) a pass
-#: painting four plots beside the report's drawing still waited 9-11 ms for the lock (median; p90 18-25 ms);
-#: at 0.2 ms 0.8-1.7 ms (p90 5-8 ms), and the drawing thread did its work in no more CPU time
-#: (benchmarks/gil_convoy.py, three rounds on a busy machine).
+#: painting four plots beside the report's drawing still waited 12-13 ms for the lock (median; p90 18-24 ms);
+#: at 0.2 ms 3.5-3.8 ms (p90 9 ms), and the drawing thread did its work in no more CPU time
+#: (benchmarks/gil_convoy.py, two rounds on a busy machine).
 GIL_SWITCH_S = 0.0002
 
 
