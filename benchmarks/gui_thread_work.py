@@ -107,7 +107,7 @@ class Ticks:
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
-        self.gaps: list[tuple[float, float, float]] = []     # wall less the core waits, CPU, lock wait ms
+        self.gaps: list[tuple] = []     # wall less the core waits, CPU, lock wait (ms), at (s), wall (ms)
         self._last = sched()
 
     def start(self) -> None:
@@ -119,7 +119,7 @@ class Ticks:
     def _tick(self) -> None:
         now = sched()
         wall, cpu, waited = (b - a for a, b in zip(self._last, now))
-        self.gaps.append((wall - waited, cpu, wall - waited - cpu, now[0] / 1000.0 - self.t0))
+        self.gaps.append((wall - waited, cpu, wall - waited - cpu, now[0] / 1000.0 - self.t0, wall))
         self._last = now
 
 
@@ -287,9 +287,9 @@ class ImportLog:
 def report(records, gaps, imported, job, top: int) -> None:
     worst = sorted(gaps, key=lambda g: -g[0])[:5]
     print("  the 5 longest gaps between 10 ms ticks, less the GUI thread's waits for a core (GUI CPU + lock "
-          "wait in them): " + ", ".join(f"{g:.0f} ms ({c:.0f} + {lk:.0f}, at {at:.2f} s)" for g, c, lk, at in worst))
-    for g, _, _, at in worst[:3]:
-        inside = [r for r in records if at - g / 1000.0 - 0.001 <= r[4] <= at]
+          "wait in them): " + ", ".join(f"{g:.0f} ms ({c:.0f} + {lk:.0f}, at {at:.2f} s)" for g, c, lk, at, _ in worst))
+    for g, _, _, at, wall in worst[:3]:
+        inside = [r for r in records if at - wall / 1000.0 - 0.001 <= r[4] <= at]
         print(f"    in the {g:.0f} ms gap at {at:.2f} s ({len(inside)} dispatches, "
               f"{sum(r[0] for r in inside):.0f} ms of CPU): " + "; ".join(
             f"{what} {cpu:.1f}+{lock:.1f}" for cpu, lock, what, _, _ in inside if cpu + lock > 0.5))

@@ -60,3 +60,16 @@ def test_preload_freezes_the_imported_modules_out_of_the_garbage_collectors_walk
     cpu = time.thread_time()
     gc.collect()
     assert time.thread_time() - cpu < 0.05
+
+
+def test_a_plot_takes_its_turn_only_after_the_event_loop_has_handled_the_previous_one(qtbot):
+    """A plot's new data sets off queued work (pyqtgraph's layout and repaint) that the event loop runs in
+    one go; a second plot changed before that work was done lands in the same stretch of GUI work."""
+    import time
+
+    from workbench.ui import live_curves
+
+    qtbot.waitUntil(live_curves.take_turn, timeout=1000)
+    time.sleep(0.03)                        # longer than the spacing, but the event loop has not run
+    assert not live_curves.take_turn()
+    qtbot.waitUntil(live_curves.take_turn, timeout=1000)   # once it has, the next plot's turn comes

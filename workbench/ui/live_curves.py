@@ -106,7 +106,7 @@ MIN_TICK_MS = 15
 SPARE_PLOTS = 9
 SPARE_BUILD_MS = 100
 
-_last_turn = 0.0
+_turn = {"start": 0.0, "over": 0.0}      # when the last plot's turn began, and when the passes after it were over
 
 
 def take_turn() -> bool:
@@ -115,14 +115,21 @@ def take_turn() -> bool:
     Qt paints every changed widget of a window in one pass, whichever view it is in. The RD tab's PSNR plot
     and the Live tab's two sweep plots, all set where a sweep's points were received, made that slot take
     10-20 ms of the GUI thread's CPU and the paint pass after it 15-23 ms (busy machine); taking turns
-    across views, at most 9 and 10 ms (benchmarks/gui_thread_work.py).
+    across views, at most 9 and 10 ms (benchmarks/gui_thread_work.py). A turn is over when the event loop
+    has handled what the new data set off (pyqtgraph's layout and repaint, 5-20 ms of queued work on a busy
+    machine), and the next plot waits a little after that, so the loop's other timers come in between.
     """
-    global _last_turn
     now = time.monotonic()
-    if now - _last_turn < MIN_TICK_MS / 2000.0:    # another plot changed in this pass
+    pending = _turn["over"] < _turn["start"] and now - _turn["start"] < 0.5   # (no loop running: go on)
+    if pending or now - max(_turn["over"], _turn["start"]) < MIN_TICK_MS / 2000.0:
         return False
-    _last_turn = now
+    _turn["start"] = now
+    QTimer.singleShot(0, _turn_over)
     return True
+
+
+def _turn_over() -> None:
+    _turn["over"] = time.monotonic()
 
 
 def metric_info(key: str) -> MetricInfo:
