@@ -1,18 +1,23 @@
-"""What the GUI thread itself does during an RD sweep, and what the sweep's thread holds the interpreter for.
+"""What the GUI thread itself does during a job, and what the job's threads hold the interpreter for.
 
 `event_loop_latency.py` measures wall-clock gaps, which other processes on the machine inflate. This runs
-the same RD sweep through the same widgets (`RDView` above `LiveCurves`, 1280x1300, offscreen) and
-measures in CPU time of one thread (`time.thread_time`), which load hardly changes:
+the same jobs through the same widgets (the RD tab's sweep: `RDView` above `LiveCurves`; the Network tab's
+demo: `NetworkView`; 1280x1300, offscreen) and measures what load hardly changes:
 
-* every event the GUI thread's event loop dispatches (`QApplication.notify` at the outermost level:
-  a timer's slot, a queued signal, a window's paint pass), with the painting of each widget nested in
-  it: the passes that cost most, and the total per kind;
-* the sweep's own thread (where the points are collected and the report is written): each call into C
-  that ran for more than 2 ms of that thread's CPU. A C function that does not release the interpreter
-  lock keeps the GUI thread waiting for all of it, whatever the switch interval.
+* the gaps between ticks of a 10 ms timer less the GUI thread's waits for a core (Linux schedstat), split
+  into the GUI thread's own CPU time (`time.thread_time`) and the rest, its wait for the interpreter lock,
+  and the events dispatched within the longest gaps;
+* every event the GUI thread's event loop dispatches (`QApplication.notify` at the outermost level: a
+  timer's slot, a queued signal, a window's paint pass) with its CPU time and lock wait, and the painting
+  of each widget nested in it: the costliest dispatches, and the total per kind;
+* the job's threads: each innermost call into C over 2 ms of that thread's CPU or 30 ms of wall time (one
+  that keeps the interpreter lock keeps the GUI thread waiting for all of it, whatever the switch
+  interval), or with `--profile-job` their Python functions by CPU time;
+* the garbage collector's runs (a full one holds the lock throughout, in whichever thread) and the
+  modules imported while the job ran, by thread.
 
-Usage: QT_QPA_PLATFORM=offscreen python benchmarks/gui_thread_work.py [--image PATH] [--codecs jpeg,webp]
-                                                                      [--runs 1] [--top 12]
+Usage: QT_QPA_PLATFORM=offscreen python benchmarks/gui_thread_work.py [--job rd|network] [--runs 1] [--top 12]
+                                                                      [--image PATH] [--codecs jpeg,webp]
 """
 
 from __future__ import annotations
@@ -156,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default=str(ROOT / "resources" / "samples" / "endeavour.png"))
     ap.add_argument("--codecs", default="jpeg,webp")
-    ap.add_argument("--runs", type=int, default=1, help="sweeps, each into a fresh folder (no point reused)")
+    ap.add_argument("--job", choices=("rd", "network"), default="rd", help="rd: the RD tab's sweep; network: "
+                    "the Network tab's demo (digits CNN, 4-state TCQ, accuracy measured)")
+    ap.add_argument("--runs", type=int, default=1, help="jobs, one after another (a sweep into a fresh folder "
+                    "each time, so no point is reused)")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--profile-job", action="store_true", help="profile the sweep thread's Python functions "
                     "(CPU time, cProfile) instead of timing its C calls")
@@ -167,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     tabs = QTabWidget()
     curves = LiveCurves()
     results = tempfile.TemporaryDirectory(prefix="workbench-rd-")
-    rd = RDViewUnderTest(results=results.name)
+    rd = rd_view.RDView(results=results.name)
     tabs.addTab(pair(rd, curves, (820, 480)), "rd")
+    if args.job == "network":
+        from workbench.ui import network_view
+
+        net = network_view.NetworkView()
+        tabs.addTab(net, "network")
     tabs.resize(1280, 1300)
     tabs.show()
     app.processEvents()
@@ -177,38 +190,51 @@ def main(argv: list[str] | None = None) -> int:
     while time.perf_counter() < settle:
         app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
     ticks, imports, collections_ = Ticks(), ImportLog(), GCLog()
-    app.names.update({id(ticks.timer): "the 10 ms tick", id(rd.runner._timer): "JobRunner._flush (progress_batch: RDView._on_batch, "
-                                            "LiveCurves.add_events)",
-                      id(rd._plot_turn): "RDView._redraw_next (one plot)",
-                      id(curves._redraw_timer): "LiveCurves._redraw_next", id(curves._spare_timer): "LiveCurves spare"})
-    if hasattr(curves.rd_points, "_turn"):
-        app.names[id(curves.rd_points._turn)] = "RDPointsView._redraw_next (one plot)"
-    for name, timer in vars(rd).items():
-        if isinstance(timer, QTimer) and id(timer) not in app.names:
-            app.names[id(timer)] = f"RDView.{name}"
+    app.names.update({id(ticks.timer): "the 10 ms tick", id(curves._redraw_timer): "LiveCurves._redraw_next",
+                      id(curves._spare_timer): "LiveCurves spare",
+                      id(curves.rd_points._turn): "RDPointsView._redraw_next (one plot)"})
+    for owner, label in ((rd, "RDView"), (curves, "LiveCurves")):
+        for name, timer in vars(owner).items():
+            if isinstance(timer, QTimer) and id(timer) not in app.names:
+                app.names[id(timer)] = f"{label}.{name}"
+    app.names[id(rd.runner._timer)] = "JobRunner._flush (progress_batch: RDView._on_batch, LiveCurves.add_events)"
+    if args.job == "network":
+        tabs.setCurrentWidget(net)
+        app.names[id(net.runner._timer)] = "JobRunner._flush (the Network tab's job)"
+        for name, timer in vars(net).items():
+            if isinstance(timer, QTimer) and id(timer) not in app.names:
+                app.names[id(timer)] = f"NetworkView.{name}"
     sys.meta_path.insert(0, imports)
     rd.set_current(args.image)
     rd.set_selected_codecs(args.codecs.split(","))
     curves.attach(rd.runner)
 
     for run in range(args.runs):
-        rd.set_results_folder(Path(results.name) / f"run{run}")
         app.records.clear()
-        rd.job_profile = cProfile.Profile(time.thread_time) if args.profile_job else CCallProfile()
+        profile = cProfile.Profile(time.thread_time) if args.profile_job else CCallProfile()
         imports.names.clear()
         collections_.runs.clear()
         app.on = imports.on = collections_.on = True
         ticks.start()
-        app.t0 = rd.job_profile.t0 = collections_.t0 = ticks.t0
+        app.t0 = profile.t0 = collections_.t0 = ticks.t0
         cpu0, t0 = time.thread_time(), time.perf_counter()
-        rd.run()
+        if args.job == "network":
+            profile_job_thread(network_view, "compress_network_job", profile)
+            net.result = None
+            net.run_demo()
+            finished = lambda: net.result is not None and not net.runner.is_running()   # noqa: E731
+        else:
+            rd.set_results_folder(Path(results.name) / f"run{run}")
+            profile_job_thread(rd_view, "sweep_job", profile)
+            rd.run()
+            finished = lambda: not rd.runner.is_running() and rd.is_drawn() and curves.is_drawn()   # noqa: E731
         # An event loop that sleeps while nothing happens, as the app's (processEvents in a loop spins).
         done = time.perf_counter() + 3600
         loop = QEventLoop()
 
         def check() -> None:
             nonlocal done
-            if done > time.perf_counter() + 1 and not rd.runner.is_running() and rd.is_drawn() and curves.is_drawn():
+            if done > time.perf_counter() + 1 and finished():
                 done = time.perf_counter() + 0.3              # what the last signals leave to paint
             elif time.perf_counter() >= done:
                 loop.quit()
@@ -220,36 +246,31 @@ def main(argv: list[str] | None = None) -> int:
         app.on = imports.on = collections_.on = False
         ticks.timer.stop()
         total_cpu = (time.thread_time() - cpu0) * 1000.0
-        points = len(rd.result().points) if rd.result() else 0
-        print(f"run {run + 1}: {points} points in {time.perf_counter() - t0:.1f} s; GUI thread CPU "
+        what = (f"network demo ({'first use' if run == 0 else 'again'})" if args.job == "network"
+                else f"{len(rd.result().points) if rd.result() else 0} points")
+        print(f"run {run + 1}: {what} in {time.perf_counter() - t0:.1f} s; GUI thread CPU "
               f"{total_cpu:.0f} ms in {len(app.records)} dispatched events")
-        report(app.records, ticks.gaps, imports.names, rd.job_profile, args.top)
+        report(app.records, ticks.gaps, imports.names, profile, args.top)
         runs = sorted(collections_.runs, reverse=True)
         print(f"  garbage collections: {len(runs)}, {sum(r[0] for r in runs):.0f} ms in all; the longest: "
               + ", ".join(f"{ms:.1f} ms (generation {g}, at {at:.2f} s, {who})" for ms, g, at, who in runs[:5]))
     return 0
 
 
-class RDViewUnderTest(rd_view.RDView):
-    """The RD tab whose sweep thread records its long C calls (the hook is set in that thread)."""
+def profile_job_thread(module, name: str, profile) -> None:
+    """Set `profile` in the thread that next calls `module.name` (a job factory: the job's thread)."""
+    original = getattr(module, name)
 
-    job_profile: CCallProfile | None = None
+    def profiled(*a, **kw):
+        setattr(module, name, original)
+        if isinstance(profile, cProfile.Profile):
+            profile.enable()
+        else:
+            sys.setprofile(profile)
+            threading.setprofile(profile)          # threads the job starts (a process pool's)
+        return original(*a, **kw)
 
-    def run(self) -> None:
-        original = rd_view.sweep_job
-        profile = self.job_profile
-
-        def profiled(*a, **kw):           # called in the sweep's thread, by the job factory
-            rd_view.sweep_job = original
-            if isinstance(profile, cProfile.Profile):
-                profile.enable()
-            else:
-                sys.setprofile(profile)
-                threading.setprofile(profile)          # the process pool's threads, started by the job
-            return original(*a, **kw)
-
-        rd_view.sweep_job = profiled
-        super().run()
+    setattr(module, name, profiled)
 
 
 class GCLog:

@@ -46,10 +46,13 @@ MAX_RECENT = 10
 #: torch and the modules built on it come first: the Network tab, built once these are in, needs them, and
 #: imported there, in the window's thread, torch froze the window for its whole import (over a second); in
 #: this thread it holds the lock only while its libraries load, and no learned encode or network job
-#: started later imports it in the middle of its work.
+#: started later imports it in the middle of its work. The Network tab's demo reads its digits with
+#: scikit-learn: imported by the demo's first run in its job thread (361 modules, 0.8 s of CPU), the import
+#: held the lock in turn and set off a full garbage collection there of 0.12 s (0.7-0.9 s before the
+#: loader froze what it imported), both freezing the window (benchmarks/gui_thread_work.py --job network).
 PRELOAD = ("torch", "workbench.core.network.compress", "workbench.core.network.verify", "workbench.core.learned.coding",
            "workbench.core.compress", "workbench.core.bench", "scipy.signal", "matplotlib.backends.backend_agg",
-           "matplotlib.figure")
+           "matplotlib.figure", "sklearn.datasets")
 APP_NAME = "Compression Workbench"
 
 
