@@ -24,10 +24,10 @@ import torch
 
 from workbench.core.container import pack, unpack
 from workbench.core.errors import BitstreamError, OptionError
+from workbench.core.allocator import release_memory
 from workbench.core.jobs import Job, Progress
 from workbench.core.network import bitstream as bs
 from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash, tensor_bytes
-from workbench.core.network.heap import release_memory
 from workbench.core.network.quantizers import (NET_QUANTIZERS, QuantInput, QuantizedTensor, choose_steps,
                                                as_chains, snr_db)
 from workbench.core.network.sensitivity import sensitivity_job

@@ -26,11 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from workbench.core.allocator import release_memory
 from workbench.core.jobs import Job, Progress
 from workbench.core.options import option
 from workbench.core.registry import Registry
 from workbench.core import trellis
-from workbench.core.network.heap import release_memory
 from workbench.core.network.sensitivity import step_factors
 from workbench.core.network.shvq_fit import Adam, CentreFit, nearest
 
