@@ -42,7 +42,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEvent, QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication, QTabWidget  # noqa: E402
 
-from event_loop_latency import pair  # noqa: E402
+from event_loop_latency import pair, workers_start_as_in_the_app  # noqa: E402
 from workbench.ui import rd_view  # noqa: E402
 from workbench.ui.app import GIL_SWITCH_S  # noqa: E402
 from workbench.ui.live_curves import LiveCurves  # noqa: E402
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-job", action="store_true", help="profile the sweep thread's Python functions "
                     "(CPU time, cProfile) instead of timing its C calls")
     args = ap.parse_args(argv)
+    workers_start_as_in_the_app()
 
     sys.setswitchinterval(GIL_SWITCH_S)
     app = TimedApp([])
@@ -191,9 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
     ticks, imports, collections_ = Ticks(), ImportLog(), GCLog()
     app.names.update({id(ticks.timer): "the 10 ms tick", id(curves._redraw_timer): "LiveCurves._redraw_next",
-                      id(curves._spare_timer): "LiveCurves spare",
-                      id(curves.rd_points._turn): "RDPointsView._redraw_next (one plot)"})
-    for owner, label in ((rd, "RDView"), (curves, "LiveCurves")):
+                      id(curves._spare_timer): "LiveCurves spare"})
+    for owner, label in ((rd, "RDView"), (curves, "LiveCurves"), (curves.rd_points, "RDPointsView")):
         for name, timer in vars(owner).items():
             if isinstance(timer, QTimer) and id(timer) not in app.names:
                 app.names[id(timer)] = f"{label}.{name}"
