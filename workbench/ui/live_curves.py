@@ -114,8 +114,8 @@ def take_turn() -> bool:
 
     Qt paints every changed widget of a window in one pass, whichever view it is in. The RD tab's PSNR plot
     and the Live tab's two sweep plots, all set where a sweep's points were received, made that slot take
-    10-20 ms of the GUI thread's CPU and the paint pass after it 15-23 ms (busy machine); taking turns
-    across views, at most 9 and 10 ms (benchmarks/gui_thread_work.py). A turn is over when the event loop
+    11-14 ms of the GUI thread's CPU and the paint pass after it 14-16 ms (busy machine); taking turns
+    across views, 2-4 ms and 11-13 ms (benchmarks/gui_thread_work.py). A turn is over when the event loop
     has handled what the new data set off (pyqtgraph's layout and repaint, 5-20 ms of queued work on a busy
     machine), and the next plot waits a little after that, so the loop's other timers come in between.
     """
