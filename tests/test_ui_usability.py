@@ -88,9 +88,9 @@ def test_every_label_names_the_learned_model(qtbot, window):
     open_chapel(qtbot, window, left=("learned", {"quality": 2}), right=("learned-msssim", {"quality": 2}))
     compare = window.compare
     assert compare.view.caption(0).startswith("Learned — dct-context-mse-v2 (PSNR) · quality 2 · ")
-    assert compare.view.caption(1).startswith("Learned — dct-context-msssim-v2 (MS-SSIM) · quality 2 · ")
+    assert compare.view.caption(1).startswith("Learned — dct-context-msssim-v3 (MS-SSIM) · quality 2 · ")
     text = compare.summary_text()
-    assert "(Learned — dct-context-msssim-v2 (MS-SSIM), quality 2)" in text
+    assert "(Learned — dct-context-msssim-v3 (MS-SSIM), quality 2)" in text
     assert "(Learned — dct-context-mse-v2 (PSNR), quality 2)" in text
 
 
