@@ -25,6 +25,7 @@ SETTINGS = {
     "rdoq": ("rdoq", {"qp": -28, "lam": 0.1}),
     "tcq4": ("tcq", {"qp": -28, "lam": 0.1, "states": 4}),
     "tcq8": ("tcq", {"qp": -28, "lam": 0.1, "states": 8}),
+    "tcq4cal": ("tcq", {"qp": -26, "lam": 0.1, "states": 4}),      # with `--calibrate tokens`
     "shvq": ("shvq", {"centers": 16, "lam": 0.05, "iters": 300}),
 }
 
@@ -42,7 +43,7 @@ def child(folder: str, name: str) -> dict:
     from workbench.core.jobs import run
     from workbench.core.network.checkpoint import checkpoint_file, load_checkpoint
     from workbench.core.network.compress import compress_network_job, decompress_network
-    from workbench.core.network.encoder import EncoderConfig, EncoderTask
+    from workbench.core.network.encoder import CALIBRATION_SEED, EncoderConfig, EncoderTask, task_for_folder
 
     torch.set_num_threads(1)
     base_kb = _rss_kb()
@@ -50,7 +51,8 @@ def child(folder: str, name: str) -> dict:
     state = load_checkpoint(folder)
     size = sum(t.numel() * 4 for t in state.values())
     q, opts = SETTINGS[name]
-    r = run(compress_network_job(state, q, opts, keep_state=False))     # as `workbench compress-net`
+    cal = task_for_folder(folder, state, seed=CALIBRATION_SEED) if name.endswith("cal") else None
+    r = run(compress_network_job(state, q, opts, keep_state=False, calibration=cal))  # as `workbench compress-net`
     cpu = time.process_time() - cpu0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cos = EncoderTask(state, EncoderConfig.read(Path(folder))).accuracy(decompress_network(r.data))

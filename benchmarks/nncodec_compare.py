@@ -170,7 +170,8 @@ def _cpu(fn):
     return out, time.process_time() - t
 
 
-def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = None) -> int:
+def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = None,
+                calibrated_only: bool = False) -> int:
     """(c) A BERT encoder folder (made by `encoder.make_test_encoder` when missing): output cosine
     against the float32 model on random token ids (seed 1) as the fidelity; our calibrated runs
     measure sensitivity on other random token ids (seed 2). Times are CPU seconds (process_time),
@@ -211,7 +212,7 @@ def transformer(folder: Path, out_path: Path, quick: bool, reuse: Path | None = 
     ours += [("uniform", {}, None)]
     ours += [("tcq", {"qp": qp, "states": 4, "lam": 0.1}, cal) for qp in ((-18,) if quick else (-26,))]
     ours += [("tcq", {"qp": qp, "states": 8, "lam": 0.1}, None) for qp in ((-22,) if quick else (-28, -36))]
-    for q, o, c in ours:
+    for q, o, c in ours if not calibrated_only else [x for x in ours if x[2] is not None]:
         label = " ".join(f"{k}={v}" for k, v in o.items()) or "defaults"
         setting = f"{q} {label}" + (" calibrated" if c is not None else "")
         if ("ours", setting) in done:
@@ -336,13 +337,22 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", metavar="JSON", help="with --transformer: rows of an earlier (interrupted) run to keep")
     ap.add_argument("--shvq", action="store_true", help="also run shvq (centers 16, lam 0.2, 300 iters; ~90 s)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median) for the headline rows")
+    ap.add_argument("--calibrated-only", action="store_true", help="with --transformer: only our calibrated rows")
+    ap.add_argument("--probes", type=int, help="calibration probes per run instead of sensitivity.PROBES "
+                    "(benchmark override, to measure what fewer probes cost in size and fidelity)")
     ap.add_argument("--out", default="bench-out/nncodec_compare.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.probes is not None:
+        import functools
+
+        import workbench.core.network.compress as compress_module
+        compress_module.sensitivity_job = functools.partial(compress_module.sensitivity_job, probes=args.probes)
     if args.digits_calibrated:
         return digits_calibrated(Path(args.out))
     if args.transformer:
-        return transformer(Path(args.transformer), Path(args.out), args.quick, Path(args.reuse) if args.reuse else None)
+        return transformer(Path(args.transformer), Path(args.out), args.quick, Path(args.reuse) if args.reuse else None,
+                           args.calibrated_only)
 
     task = DigitsTask()
     demo = load_checkpoint(WEIGHTS)

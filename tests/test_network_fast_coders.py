@@ -120,3 +120,27 @@ def test_shared_forward_probes_measure_the_same_sensitivities():
     one_at_a_time = type("OneAtATime", (), {"probe": staticmethod(task.probe)})()
     names = [k for k, v in sd.items() if v.ndim >= 2]
     assert run(sensitivity_job(task, sd, names)) == run(sensitivity_job(one_at_a_time, sd, names))
+
+
+def test_bfloat16_probes_measure_nearly_the_same_sensitivities_and_leave_autocast_off(monkeypatch):
+    """Where the CPU has bfloat16 arithmetic the calibration forward pass runs under autocast
+    (`sensitivity.fast_probes`; forced on here, so any CPU checks it): the sensitivities stay within
+    a few % of float32's, far inside the probes' own randomness, and autocast is off whenever the
+    job hands control back (its progress events), so the caller's code never runs under it."""
+    from workbench.core.jobs import run
+    from workbench.core.network import encoder, sensitivity
+
+    cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=32)
+    sd = encoder.make_test_encoder(cfg)
+    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    names = [k for k, v in sd.items() if v.ndim >= 2]
+    monkeypatch.setattr(sensitivity, "_native_bf16", lambda: False)
+    exact = run(sensitivity.sensitivity_job(task, sd, names))
+    monkeypatch.setattr(sensitivity, "_native_bf16", lambda: True)
+    on_between = []
+    fast = run(sensitivity.sensitivity_job(task, sd, names),
+               lambda _: on_between.append(torch.is_autocast_enabled("cpu")))
+    assert on_between and not any(on_between)
+    rel = np.array([fast[k] / exact[k] - 1 for k in names])
+    assert 0 < np.abs(rel).max() < 0.05, rel

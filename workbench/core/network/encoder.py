@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.core.network.checkpoint import StateDict, save_checkpoint
+from workbench.core.network.sensitivity import fast_probes
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,15 @@ class EncoderTask:
 
     def probe(self, params: StateDict, generator: torch.Generator) -> torch.Tensor:
         """A random projection of the outputs, whose squared gradients estimate diag(JᵀJ)."""
-        out = forward(params, self.cfg, self.ids)
+        with fast_probes():
+            out = forward(params, self.cfg, self.ids)
         return (out * torch.randn(out.shape, generator=generator)).sum()
 
     def probes(self, params: StateDict, generator: torch.Generator, n: int):
         """`n` probes from one forward pass (the token ids are fixed): the values of n calls of `probe`, for
         the cost of one forward pass instead of n (the caller backpropagates with `retain_graph`)."""
-        out = forward(params, self.cfg, self.ids)
+        with fast_probes():
+            out = forward(params, self.cfg, self.ids)
         for _ in range(n):
             yield (out * torch.randn(out.shape, generator=generator)).sum()
 

@@ -14,12 +14,22 @@ diag(JᵀJ), so each probe is one backward pass. A task offers `probe(params, ge
 v·f (or Σ ±loss_i) as a scalar, and may offer `probes(params, generator, n)` yielding n of them from
 one forward pass when its inputs are the same for every probe.
 
+Where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), a task runs its calibration
+forward pass under bfloat16 autocast (`fast_probes`), and the backward passes follow it: on the
+29.7 M-parameter test encoder 8 probes took 2.1 instead of 5.1 CPU s, and the per-tensor
+sensitivities moved by 0.4 % RMS (1.5 % at most), a thirtieth of what the 8 probes' own randomness
+leaves in them (14 % RMS against a 32-probe reference; `benchmarks/calibration_probes.py`). Fewer
+probes were measured and not taken: the estimate is far from converged (one probe 56 % RMS), and
+at 4 probes the calibrated TCQ-4 file lost output cosine (0.980 -> 0.970 at the same size).
+
 Rows that no calibration input touched (embedding rows of tokens that did not occur) have zero
 sensitivity and are left out of the mean, so a tensor is judged by the rows the inputs reached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -29,6 +39,19 @@ from workbench.core.jobs import Job, Progress
 from workbench.core.network.checkpoint import StateDict
 
 PROBES = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _native_bf16() -> bool:
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def fast_probes() -> contextlib.AbstractContextManager:
+    """The context a task's calibration forward pass runs in: bfloat16 autocast where the CPU has
+    bfloat16 arithmetic (elsewhere it is emulated and need not be faster than float32), else nothing. Never
+    held across a `yield`: autocast is the thread's state, and the caller's code would run under it."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if _native_bf16() else contextlib.nullcontext()
 
 
 def sensitivity_job(task, state: StateDict, names: list[str], probes: int = PROBES) -> Job[dict[str, float]]:
@@ -44,7 +67,7 @@ def sensitivity_job(task, state: StateDict, names: list[str], probes: int = PROB
         grads = torch.autograd.grad(value, wanted, allow_unused=True, retain_graph=p + 1 < probes)
         for k, g in zip(names, grads):
             if g is not None:
-                rows[k] += g.double().square().reshape(g.shape[0], -1).sum(1)
+                rows[k] += g.reshape(g.shape[0], -1).square().sum(1, dtype=torch.float64)
         del grads
         yield Progress(p + 1, probes, "measuring sensitivity")
     out = {}
