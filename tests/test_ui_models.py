@@ -75,6 +75,8 @@ def test_a_zoo_folder_dropped_on_the_left_is_one_model_the_rd_tab_sweeps(qtbot, 
     result = finished.args[0]
     assert result.codecs == [spec] and [p.quality for p in result.points] == [1.0, 2.0]
     assert result.points[0].bpp != result.points[1].bpp               # two files, two rate points
+    window.tabs.setCurrentWidget(rd)                # a tab not shown draws its plots once it is shown
+    qtbot.waitUntil(rd.is_drawn, timeout=WAIT_MS)
     assert label in rd._legend.text()
 
 
