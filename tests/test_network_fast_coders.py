@@ -1,6 +1,7 @@
 """The compiled CABAC coder and trellis search (issue 18) write and choose exactly what the pure-Python
 and torch versions did, so files that released versions wrote, and the sizes measured, are unchanged."""
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,44 @@ def test_bfloat16_probes_measure_nearly_the_same_sensitivities_and_leave_autocas
     assert on_between and not any(on_between)
     rel = np.array([fast[k] / exact[k] - 1 for k in names])
     assert 0 < np.abs(rel).max() < 0.05, rel
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_calibration_frees_each_gradient_and_measures_what_whole_gradients_did(monkeypatch, bf16):
+    """The calibration adds each tensor's squared gradient as backward produces it (in row chunks)
+    and drops it, and under bfloat16 its graph keeps weights as float32 leaves, casting them again
+    for backward; the sensitivities are bit-identical to summing every tensor's whole gradient of
+    each probe under plain autocast, and no weight keeps a gradient or a hook afterwards."""
+    from workbench.core.jobs import run
+    from workbench.core.network import encoder, sensitivity
+
+    cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=32)
+    sd = encoder.make_test_encoder(cfg)
+    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    names = [k for k, v in sd.items() if v.ndim >= 2]
+    monkeypatch.setattr(sensitivity, "_native_bf16", lambda: bf16)
+    monkeypatch.setattr(sensitivity, "_CHUNK", 100)      # several chunks per tensor
+
+    seen = []
+
+    class Recording:
+        def probes(self, params, gen, n):
+            seen.append(params)
+            yield from task.probes(params, gen, n)
+
+    got = run(sensitivity.sensitivity_job(Recording(), sd, names))
+    assert all(p.grad is None and not p._post_accumulate_grad_hooks for p in seen[0].values())
+
+    plain = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    monkeypatch.setattr(encoder, "fast_probes", lambda: plain)
+    params = {k: v.detach().requires_grad_(k in names) for k, v in sd.items()}
+    rows = {k: torch.zeros(sd[k].shape[0], dtype=torch.float64) for k in names}
+    gen = torch.Generator().manual_seed(12345)
+    for value in task.probes(params, gen, sensitivity.PROBES):
+        for k, g in zip(names, torch.autograd.grad(value, [params[k] for k in names], retain_graph=True)):
+            rows[k] += g.reshape(g.shape[0], -1).square().sum(1, dtype=torch.float64)
+    for k in names:
+        touched = rows[k] > 0
+        want = float(rows[k][touched].sum()) / (sensitivity.PROBES * sd[k][0].numel() * int(touched.sum()))
+        assert got[k] == want, k
