@@ -26,6 +26,7 @@ SETTINGS = {
     "tcq4": ("tcq", {"qp": -28, "lam": 0.1, "states": 4}),
     "tcq8": ("tcq", {"qp": -28, "lam": 0.1, "states": 8}),
     "tcq4cal": ("tcq", {"qp": -26, "lam": 0.1, "states": 4}),      # with `--calibrate tokens`
+    "uniformcal": ("uniform", {"qp": -26}),                          # with `--calibrate tokens`
     "shvq": ("shvq", {"centers": 16, "lam": 0.05, "iters": 300}),
 }
 
