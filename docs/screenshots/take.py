@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/take.py docs/screenshots
 
-Uses a throw-away settings file and config folder, so it never touches the user's own.
+Uses a throw-away settings file, config and data folder, so it never touches the user's own.
 """
 
 import os
@@ -29,6 +29,7 @@ def wait(predicate, timeout=120.0):
 def main(out: Path) -> None:
     tmp = Path(tempfile.mkdtemp())
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
+    os.environ["XDG_DATA_HOME"] = str(tmp / "data")        # the RD tab's sweep folders, the Train tab's runs
     _app = QApplication.instance() or QApplication(sys.argv)  # kept alive while the window is shown
     from workbench.ui.main_window import DEMO_IMAGE, MainWindow
 
