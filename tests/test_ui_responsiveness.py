@@ -21,6 +21,27 @@ def test_live_curves_build_their_plots_while_idle_and_use_them_for_a_job(qtbot):
     qtbot.waitUntil(lambda: len(w._spare) == SPARE_PLOTS, timeout=5000)        # ready again for the next job
 
 
+def test_no_spare_plot_is_built_while_another_widgets_job_runs(qtbot):
+    import threading
+
+    w = LiveCurves()                 # idle, following no job: it builds spares only while no job runs at all
+    qtbot.addWidget(w)
+    other, release = JobRunner(), threading.Event()
+
+    def job():
+        release.wait(10)
+        yield Progress(1, 1, "done")
+
+    other.start(job)
+    try:
+        qtbot.wait(6 * 100)         # SPARE_BUILD_MS apart: several chances to build
+        assert w._spare == []
+    finally:
+        release.set()
+        qtbot.waitUntil(lambda: not other.is_running(), timeout=5000)
+    qtbot.waitUntil(lambda: len(w._spare) >= 1, timeout=5000)
+
+
 def test_a_plot_that_arrives_moves_no_other(qtbot):
     """Qt repaints every plot that a new one resizes, in the same pass: a job's new metric must not
     resize the plots already shown (a new row, a new column), only add its own."""

@@ -36,6 +36,12 @@ FLUSH_INTERVAL_MS = 33
 _LIVE_THREADS: set["_JobThread"] = set()
 
 
+def any_job_running() -> bool:
+    """Whether any runner of the app has a job in flight (work that may wait for an idle window, such
+    as building spare plots, waits for this to be False)."""
+    return bool(_LIVE_THREADS)
+
+
 class _JobThread(QThread):
     """Advances one job; talks to the GUI only through the lock-protected fields below."""
 

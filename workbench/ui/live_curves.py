@@ -29,7 +29,7 @@ from scipy.signal import lfilter
 from workbench.core.codecs import codec_class
 from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import Progress, duration_text
-from workbench.ui.job_runner import JobRunner
+from workbench.ui.job_runner import JobRunner, any_job_running
 
 
 @dataclass(frozen=True)
@@ -656,7 +656,10 @@ class LiveCurves(QWidget):
     def _build_spare(self) -> None:
         if len(self._spare) >= SPARE_PLOTS:
             self._spare_timer.stop()
-        elif not self._dirty and (self._runner is None or not self._runner.is_running()):
+        elif not self._dirty and not any_job_running():
+            # A plot widget takes 20-30 ms of the GUI thread to build: never while any job runs (a Live tab
+            # that had finished its own job built its spares in the gaps of another's, which then crossed
+            # 50 ms; benchmarks/event_loop_latency.py --stalls).
             self._spare.append(pg.PlotWidget())
 
     def _show_progress(self, ev: Progress) -> None:
