@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pyqtgraph as pg
@@ -130,6 +130,45 @@ def take_turn() -> bool:
 
 def _turn_over() -> None:
     _turn["over"] = time.monotonic()
+
+
+class PlotTurns:
+    """The plots of one view that wait for data that arrived, brought up to date one per turn (`take_turn`)
+    by `redraw(which)`, and only while the view is shown: a hidden tab catches up when it is shown again
+    (the view calls `schedule` from its showEvent)."""
+
+    def __init__(self, view: QWidget, redraw: Callable[[str], None]):
+        self._view, self._redraw = view, redraw
+        self._pending: dict[str, None] = {}         # in the order they were asked for
+        self._timer = QTimer(view)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._next)
+
+    def request(self, *which: str) -> None:
+        self._pending.update(dict.fromkeys(which))
+        self.schedule()
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._timer.stop()
+
+    def is_drawn(self) -> bool:
+        return not self._pending
+
+    def schedule(self) -> None:
+        if self._pending and self._view.isVisible() and not self._timer.isActive():
+            self._timer.start(MIN_TICK_MS)
+
+    def _next(self) -> None:
+        if not self._pending or not self._view.isVisible():
+            return
+        if not take_turn():
+            self._timer.start(MIN_TICK_MS)
+            return
+        which = next(iter(self._pending))
+        del self._pending[which]
+        self._redraw(which)
+        self.schedule()
 
 
 def metric_info(key: str) -> MetricInfo:
@@ -262,12 +301,7 @@ class RDPointsView(QWidget):
         lay.addWidget(self.legend)
         self._data: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
         self._items: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
-        # Plots ("rd", "time") waiting for the points that arrived: each is brought up to date on a pass
-        # of its own (take_turn), and only while shown; a hidden tab catches up when it is shown again.
-        self._pending: dict[str, None] = {}
-        self._turn = QTimer(self)
-        self._turn.setSingleShot(True)
-        self._turn.timeout.connect(self._redraw_next)
+        self._turns = PlotTurns(self, self._redraw_plot)      # "rd" and "time"
         self.restyle()
 
     def clear(self) -> None:
@@ -276,8 +310,7 @@ class RDPointsView(QWidget):
             self.time_plot.removeItem(t)
         self._items.clear()
         self._data.clear()
-        self._pending.clear()
-        self._turn.stop()
+        self._turns.clear()
         self.legend.setText("")
 
     def add(self, numbered_points: Iterable[tuple[int, object]]) -> None:
@@ -289,30 +322,17 @@ class RDPointsView(QWidget):
             psnr.append(p.psnr)
             secs.append(p.encode_s + p.decode_s)
             steps.append(step)
-        self._pending.update(rd=None, time=None)
-        self._schedule()
+        self._turns.request("rd", "time")
 
     def is_drawn(self) -> bool:
         """True when both plots show every point received so far."""
-        return not self._pending
+        return self._turns.is_drawn()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self._schedule()
+        self._turns.schedule()
 
-    def _schedule(self) -> None:
-        if self._pending and self.isVisible() and not self._turn.isActive():
-            self._turn.start(MIN_TICK_MS)
-
-    @Slot()
-    def _redraw_next(self) -> None:
-        if not self._pending or not self.isVisible():
-            return
-        if not take_turn():
-            self._turn.start(MIN_TICK_MS)
-            return
-        which = next(iter(self._pending))
-        del self._pending[which]
+    def _redraw_plot(self, which: str) -> None:
         dark = is_dark(self.palette())
         for i, (codec, (bpp, psnr, secs, steps)) in enumerate(self._data.items()):
             if codec not in self._items:
@@ -326,7 +346,6 @@ class RDPointsView(QWidget):
                 t.setData(steps, secs)
         if which == "rd":
             self._legend(dark)
-        self._schedule()
 
     def codecs(self) -> list[str]:
         return list(self._data)

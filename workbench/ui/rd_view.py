@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
@@ -38,7 +38,7 @@ from workbench.core.options import build
 from workbench.core.summary import GLOSSARY, size_phrase
 from workbench.ui.codec_panel import selection_name
 from workbench.ui.job_runner import JobRunner
-from workbench.ui.live_curves import MIN_TICK_MS, is_dark, series_color, style_plot_widget, take_turn
+from workbench.ui.live_curves import PlotTurns, is_dark, series_color, style_plot_widget
 
 #: Codecs ticked when the view opens: the usual anchor and its most common challenger.
 DEFAULT_CODECS = ("jpeg", "webp")
@@ -145,12 +145,7 @@ class RDView(QWidget):
         self._resumed = 0
         self._total_images = 0
         self._colors: dict[str, int] = {}
-        # Plots ("psnr", "ms_ssim_db") waiting for the points that arrived, each brought up to date on a pass
-        # of the event loop of its own (live_curves.take_turn) and only while the tab is shown.
-        self._pending: dict[str, None] = {}
-        self._plot_turn = QTimer(self)
-        self._plot_turn.setSingleShot(True)
-        self._plot_turn.timeout.connect(self._redraw_next)
+        self._turns = PlotTurns(self, self._redraw_plot)      # "psnr" and "ms_ssim_db"
         self.runner = JobRunner(self)
         self.runner.progress_batch.connect(self._on_batch)
         self.runner.finished.connect(self._on_finished)
@@ -491,8 +486,7 @@ class RDView(QWidget):
 
     # -- drawing ---------------------------------------------------------------------------------
     def _clear_plots(self) -> None:
-        self._pending.clear()
-        self._plot_turn.stop()
+        self._turns.clear()
         for (_, which), item in self._curves.items():
             plot = self._psnr_plot if which == "psnr" else self._msssim_plot
             plot.getPlotItem().legend.removeItem(item)
@@ -507,32 +501,15 @@ class RDView(QWidget):
         Qt repaints every changed plot of a window in one go: updating them where the points are received
         made that pass paint both (and the Live tab's), after a batch that had set all their data.
         """
-        self._pending.update(psnr=None, ms_ssim_db=None)
-        self._schedule_plots()
+        self._turns.request("psnr", "ms_ssim_db")
 
     def is_drawn(self) -> bool:
         """True when both plots show every point received so far."""
-        return not self._pending
+        return self._turns.is_drawn()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self._schedule_plots()
-
-    def _schedule_plots(self) -> None:
-        if self._pending and self.isVisible() and not self._plot_turn.isActive():
-            self._plot_turn.start(MIN_TICK_MS)
-
-    @Slot()
-    def _redraw_next(self) -> None:
-        if not self._pending or not self.isVisible():
-            return
-        if not take_turn():
-            self._plot_turn.start(MIN_TICK_MS)
-            return
-        which = next(iter(self._pending))
-        del self._pending[which]
-        self._redraw_plot(which)
-        self._schedule_plots()
+        self._turns.schedule()
 
     def _redraw_plot(self, which: str) -> None:
         dark = is_dark(self.palette())
