@@ -66,6 +66,17 @@ def _machine_arrays(sm: StateMachine) -> tuple[np.ndarray, np.ndarray]:
 # numba's compilation take ~50 s.
 
 @njit
+def _room(out, n, need):
+    """`out` with room for `need` bytes: when it has not, its first `n` bytes in a buffer twice that size.
+    (Called in the coders' loops only when the room has run out: a call per symbol cost ~10 %.)"""
+    if need <= out.size:
+        return out
+    grown = np.empty(2 * need, dtype=np.uint8)
+    grown[:n] = out[:n]
+    return grown
+
+
+@njit
 def _shift_low(low, cache, cache_size, n, out):
     """LZMA's byte output: a byte of `low`, with carry propagation into the pending run of 0xFF bytes."""
     if low < 0xFF000000 or low > _MASK32:
@@ -138,9 +149,7 @@ def _encode(lv, qsel, nxt, dep, egk, count):
             if dep:
                 state[r] = nxt[s, k & 1]
             if n + cache_size + 2 * nb + 16 > out.size:     # room for these bins' bytes and pending carries
-                grown = np.empty(2 * (n + cache_size + 2 * nb + 16), dtype=np.uint8)
-                grown[:n] = out[:n]
-                out = grown
+                out = _room(out, n, n + cache_size + 2 * nb + 16)
             for b in range(nb):
                 c = ctxs[b]
                 bit = bins[b]
@@ -174,10 +183,7 @@ def _encode(lv, qsel, nxt, dep, egk, count):
                 while rng < _TOP:
                     rng <<= 8
                     low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
-    if n + cache_size + 16 > out.size:
-        grown = np.empty(n + cache_size + 16, dtype=np.uint8)
-        grown[:n] = out[:n]
-        out = grown
+    out = _room(out, n, n + cache_size + 16)
     for _ in range(5 if not count else 0):
         low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
     return out[:n].copy(), bits

@@ -32,7 +32,7 @@ import numpy as np
 from workbench.core.entropy import PRECISION, CategoricalTable, _categorical_model
 from workbench.core.errors import BitstreamError
 from workbench.core.jit import njit
-from workbench.core.network.cabac import _TOP, _fill, _machine_arrays, _shift_low, _MASK32
+from workbench.core.network.cabac import _TOP, _fill, _machine_arrays, _room, _shift_low, _MASK32
 from workbench.core.trellis import StateMachine
 
 MAX_SPAN = 4096
@@ -198,6 +198,13 @@ def decode_levels(data: bytes, shape: tuple[int, int], sm: StateMachine) -> np.n
 # column can only be coded after the one before it, which in Python cost a call per column and context.
 
 @njit
+def _context(prev, s, qsel, dep):
+    """A level's context: whether the previous level of its chain is non-zero, and (dependent quantization)
+    which quantizer its trellis state uses."""
+    return (1 if prev != 0 else 0) + (2 * qsel[s] if dep else 0)
+
+
+@njit
 def _count(lv, qsel, nxt, dep, lo, span, n_ctx):
     counts = np.zeros((n_ctx, span), dtype=np.int64)
     for r in range(lv.shape[0]):
@@ -205,7 +212,7 @@ def _count(lv, qsel, nxt, dep, lo, span, n_ctx):
         pv = 0
         for j in range(lv.shape[1]):
             k = lv[r, j]
-            c = (1 if pv != 0 else 0) + (2 * qsel[s] if dep else 0)
+            c = _context(pv, s, qsel, dep)
             counts[c, k - lo] += 1
             pv = k
             if dep:
@@ -224,7 +231,7 @@ def _rc_encode(lv, qsel, nxt, dep, offs, cum, freq):
         for r in range(rows):
             k = lv[r, j]
             s = state[r]
-            c = (1 if prev[r] != 0 else 0) + (2 * qsel[s] if dep else 0)
+            c = _context(prev[r], s, qsel, dep)
             prev[r] = k
             if dep:
                 state[r] = nxt[s, k & 1]
@@ -233,19 +240,14 @@ def _rc_encode(lv, qsel, nxt, dep, offs, cum, freq):
             if f == 0:                    # a one-symbol table: nothing to code
                 continue
             if n + cache_size + 16 > out.size:     # room for this symbol's bytes and pending carries
-                grown = np.empty(2 * (n + cache_size + 16), dtype=np.uint8)
-                grown[:n] = out[:n]
-                out = grown
+                out = _room(out, n, n + cache_size + 16)
             lo_ = (rng * cum[c, i]) >> 16
             low += lo_
             rng = ((rng * cum[c, i + 1]) >> 16) - lo_
             while rng < _TOP:
                 rng <<= 8
                 low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
-    if n + cache_size + 16 > out.size:
-        grown = np.empty(n + cache_size + 16, dtype=np.uint8)
-        grown[:n] = out[:n]
-        out = grown
+    out = _room(out, n, n + cache_size + 16)
     for _ in range(5):
         low, cache, cache_size, n = _shift_low(low, cache, cache_size, n, out)
     return out[:n].copy()
@@ -262,7 +264,7 @@ def _rc_decode(buf, rows, cols, qsel, nxt, dep, offs, cum, freq, slots, code):
     for j in range(cols):
         for r in range(rows):
             s = state[r]
-            c = (1 if prev[r] != 0 else 0) + (2 * qsel[s] if dep else 0)
+            c = _context(prev[r], s, qsel, dep)
             if freq[c, 0] == 0:           # a one-symbol table
                 k = offs[c]
             else:

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field, is_dataclass, replace
 import numpy as np
 import torch
 
+from workbench.core.allocator import release_memory
 from workbench.core.container import pack, unpack
 from workbench.core.errors import BitstreamError, OptionError
-from workbench.core.allocator import release_memory
 from workbench.core.jobs import Job, Progress
 from workbench.core.network import bitstream as bs
 from workbench.core.network.checkpoint import CheckpointError, StateDict, state_hash, tensor_bytes
