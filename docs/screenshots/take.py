@@ -26,16 +26,28 @@ def wait(predicate, timeout=120.0):
         QTest.qWait(50)
 
 
-def main(out: Path) -> None:
+_app = None
+
+
+def throwaway_window(width: int, height: int):
+    """The app's window, shown at `width` x `height`, with settings, config and data folders of its own."""
     tmp = Path(tempfile.mkdtemp())
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
     os.environ["XDG_DATA_HOME"] = str(tmp / "data")        # the RD tab's sweep folders, the Train tab's runs
+    global _app
     _app = QApplication.instance() or QApplication(sys.argv)  # kept alive while the window is shown
-    from workbench.ui.main_window import DEMO_IMAGE, MainWindow
+    from workbench.ui.main_window import MainWindow
 
     w = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
-    w.resize(*SIZES[1])
+    w.resize(width, height)
     w.show()
+    return w
+
+
+def main(out: Path) -> None:
+    from workbench.ui.main_window import DEMO_IMAGE
+
+    w = throwaway_window(*SIZES[1])
     wait(lambda: w.network is not None)
     w.open_paths([DEMO_IMAGE])
     wait(lambda: w.compare.image is not None)
