@@ -22,6 +22,7 @@ import math
 import torch
 
 from workbench.core import metrics
+from workbench.core.adam import Adam
 from workbench.core.jobs import Job, Progress
 from workbench.core.learned.kinds.base import MSE_LAMBDAS, interpolate_levels
 from workbench.core.learned.quantizers import StraightThrough
@@ -97,32 +98,6 @@ def refine_latents(cm, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, qualit
     finally:
         model.to("cpu")
     return best[0].to("cpu", torch.float64), best[1].to("cpu", torch.float64)
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015) with its default betas and epsilon, no weight decay: the step that
-    `torch.optim.Adam` takes on CPU tensors. torch's optimizers import `torch._dynamo` at their first
-    step, about 800 modules and as much CPU time as importing torch itself, to optimize two tensors."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
-        self.params, self.lr, self.betas, self.eps, self.steps = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]          # running means of the gradient
-        self.v = [torch.zeros_like(p) for p in params]          # and of its square
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        b1, b2 = self.betas
-        bias1, bias2 = 1 - b1 ** self.steps, 1 - b2 ** self.steps
-        for p, m, v in zip(self.params, self.m, self.v):
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m, (v.sqrt() / math.sqrt(bias2)).add_(self.eps), value=-self.lr / bias1)
 
 
 class SoftRounding:

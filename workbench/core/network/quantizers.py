@@ -26,13 +26,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from workbench.core.adam import Adam
 from workbench.core.allocator import release_memory
 from workbench.core.jobs import Job, Progress
 from workbench.core.options import option
 from workbench.core.registry import Registry
 from workbench.core import trellis
 from workbench.core.network.sensitivity import step_factors
-from workbench.core.network.shvq_fit import Adam, CentreFit, nearest
+from workbench.core.network.shvq_fit import CentreFit, nearest
 
 NET_QUANTIZERS: Registry = Registry("network quantizer")
 
@@ -415,8 +416,8 @@ class SoftToHardVQ:
             fit = CentreFit([weights[k].numpy() for k in centers], [None if imp[k] is None else imp[k].numpy()
                             for k in centers], [counts[k] for k in centers], [scale[k] for k in centers],
                             opts.lam, opts.centers)
-            table = torch.stack(params).detach().numpy().copy()
-            opt = Adam(table, opts.lr)
+            table = torch.stack(params).detach()
+            opt = Adam([table], opts.lr)
             release_memory()        # the initialisation's temporaries: the steps themselves allocate nothing
         else:
             for d in (weights, others):
@@ -430,8 +431,9 @@ class SoftToHardVQ:
             sigma = opts.sigma0 * (opts.sigma1 / opts.sigma0) ** (it / max(iters - 1, 1))
             qw = {}
             if task is None:
-                grad, dist, rate = fit.step(table, sigma)
-                opt.step(grad)
+                grad, dist, rate = fit.step(table.numpy(), sigma)
+                table.grad = torch.from_numpy(grad).to(table.dtype)
+                opt.step()
                 loss = dist / n_total + opts.lam * rate
             else:
                 opt.zero_grad()
@@ -457,7 +459,7 @@ class SoftToHardVQ:
                                                          **{k: v.detach() for k, v in others.items()}})
                 yield Progress(it + 1, iters, "soft-to-hard VQ", metrics=metrics)
         if task is None:
-            centers = dict(zip(centers, torch.from_numpy(table)))
+            centers = dict(zip(centers, table))
         out = {}
         for k in inp.main:
             w = weights[k] if task is not None else inp.main[k]

@@ -180,25 +180,3 @@ class CentreFit:
 
 _NONE = np.zeros(0, dtype=np.float32)
 """Importance of a tensor that has none: every weight counts 1."""
-
-
-class Adam:
-    """torch.optim.Adam's update (default betas and ε, no weight decay) on a float32 array in place.
-    Building a torch optimizer imports torch's compiler stack (~800 modules, 70 MB resident), a
-    fifth of the memory the whole centre fit may use on a 30 M-parameter network."""
-
-    def __init__(self, params: np.ndarray, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
-        self.m = np.zeros_like(params)
-        self.v = np.zeros_like(params)
-        self.t = 0
-
-    def step(self, grad: np.ndarray) -> None:
-        b1, b2 = self.betas
-        g = grad.astype(self.params.dtype)
-        self.t += 1
-        self.m += (g - self.m) * (1 - b1)
-        self.v *= b2
-        self.v += (1 - b2) * g * g
-        denom = np.sqrt(self.v) / math.sqrt(1 - b2 ** self.t) + self.eps
-        self.params -= (self.lr / (1 - b1 ** self.t)) * self.m / denom
