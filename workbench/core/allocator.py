@@ -39,7 +39,6 @@ def keep_freed_buffers() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
 
 
-
 def release_memory() -> None:
     """Give the heap's free pages back to the system now (glibc's malloc_trim). Network coding
     allocates and frees arrays of a few megabytes per tensor, which glibc would keep once freed
