@@ -111,9 +111,13 @@ class GaussianScales:
             raise ValueError("the scale lower bound must be positive")
         self.scale_bound = float(scale_bound)
 
+    def bounded(self, scale: torch.Tensor) -> torch.Tensor:
+        """The scale the likelihood prices with (never under the bound; the gradient passes above it)."""
+        return _lower_bound(scale, self.scale_bound)
+
     def likelihood(self, residual: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """P(bin of width 1 around `residual`) under N(0, scale); `residual` = value − mean."""
-        s = _lower_bound(scale, self.scale_bound)
+        s = self.bounded(scale)
         v = torch.abs(residual)
         upper = _std_normal_cdf((0.5 - v) / s)
         lower = _std_normal_cdf((-0.5 - v) / s)

@@ -46,6 +46,21 @@ def band_channels() -> list[list[int]]:
     return groups
 
 
+class _Whole:
+    """A group coded in one piece: the part of a group tensor (1, C, H, W) that a coding step sees."""
+
+    @staticmethod
+    def take(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @staticmethod
+    def put(target: torch.Tensor, channels: list[int], value: torch.Tensor) -> None:
+        target[:, channels] = value
+
+
+WHOLE = _Whole()
+
+
 class _Residual(nn.Module):
     """x + f(x) over the coefficient maps, f two 3×3 convolutions whose last one starts at zero."""
 
@@ -115,6 +130,13 @@ class DCTContextHyperprior(DCTHyperprior):
         d_mean, d_log_scale = (context or self.context)[index - 1](previous)
         return means + d_mean * g, scales * torch.exp(d_log_scale)
 
+    def group_step(self, index: int, mu: torch.Tensor, sigma: torch.Tensor, g: torch.Tensor, g_inv: torch.Tensor,
+                   quantize) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One group through a training quantizer: `quantize(μ)` gives (ỹ, ỹ − μ); returns ỹ, the residual
+        and the scale it is priced under. Here the whole group is one step; a spatial context splits it."""
+        y_tilde, residual = quantize(mu)
+        return y_tilde, residual, sigma
+
     def forward(self, x, quality, surrogate, step, zero_center=True, hard=False) -> ForwardResult:
         y, g, g_inv, means, scales, bits_z, latents = self.hyper_pass(x, quality, hard)
         bits_y = torch.zeros_like(bits_z)
@@ -123,7 +145,9 @@ class DCTContextHyperprior(DCTHyperprior):
         for i, idx in enumerate(self.groups):
             previous = torch.cat(decoded, dim=1) if decoded else None
             mu, sigma = self.group_params(i, previous, means[:, idx], scales[:, idx], g[:, idx])
-            yt, residual = surrogate_residual(y[:, idx], mu, surrogate, step, zero_center)
+            yt, residual, sigma = self.group_step(
+                i, mu, sigma, g[:, idx], g_inv[:, idx],
+                lambda m, y_i=y[:, idx]: surrogate_residual(y_i, m, surrogate, step, zero_center))
             bits_y = bits_y - torch.log2(self.gaussian.likelihood(residual, sigma)).sum(dim=(1, 2, 3))
             y_tilde[:, idx] = yt
             decoded.append(yt * g_inv[:, idx])
@@ -139,10 +163,15 @@ class DCTContextHyperprior(DCTHyperprior):
         for i, idx in enumerate(self.groups):
             mu, sigma = self.group_params(i, torch.cat(decoded, 1) if decoded else None, means[:, idx],
                                           scales[:, idx], g[:, idx])
-            residual = quantizer(y[:, idx] - mu, step)
+
+            def rounded(m, y_i=y[:, idx]):
+                residual = quantizer(y_i - m, step)
+                return m + residual, residual
+
+            y_i, residual, sigma = self.group_step(i, mu, sigma, g[:, idx], g_inv[:, idx], rounded)
             bits = bits - torch.log2(self.gaussian.likelihood(residual, sigma)).sum()
-            y_hat[:, idx] = mu + residual
-            decoded.append(y_hat[:, idx] * g_inv[:, idx])
+            y_hat[:, idx] = y_i
+            decoded.append(y_i * g_inv[:, idx])
         return bits, self.synthesise(y_hat * g_inv)
 
     # --- coding: the groups in order, each under parameters that depend on the ones before ---------
@@ -154,24 +183,27 @@ class DCTContextHyperprior(DCTHyperprior):
         return mu, torch.clamp_min(sigma, self.gaussian.scale_bound)
 
     def _by_group(self, cm, means, scales, quality, quantizer, step, code) -> None:
-        """Runs `code(channels, μ, σ)` for each group in coding order; it returns the group's nominal x̂ (in
-        multiples of Δ), which is what the context of the following groups sees."""
+        """Runs `code(channels, part, μ, σ)` for each group in coding order (μ and σ already taken by the
+        part: `WHOLE` here); it returns the part's nominal x̂ (in multiples of Δ), which is what the
+        context of the following groups sees."""
         delta = step * step_scale(quantizer.name)
         g, g_inv = (t.to(torch.float64) for t in self.gains(quality))
         decoded = []
         for i, idx in enumerate(self.groups):
             mu, sigma = self._exact_group(cm, i, decoded, means, scales, g)
-            decoded.append((mu + delta * code(idx, mu, sigma)) * g_inv[:, idx])
+            decoded.append((mu + delta * code(idx, WHOLE, mu, sigma)) * g_inv[:, idx])
 
     def write_latents(self, cm, writer, y, means, scales, quality, quantizer, step):
         delta = step * step_scale(quantizer.name)
         y_hat, bits = torch.empty_like(y), [0.0]
 
-        def code(idx, mu, sigma):
-            u, levels, weights = self.latent_chains(cm, y[:, idx], mu, sigma, quality, quantizer.name, step, idx)
+        def code(idx, part, mu, sigma):
+            u, levels, weights = self.latent_chains(cm, part.take(y[:, idx]), mu, sigma, quality, quantizer.name,
+                                                    step, idx)
             nominal, quant, b = quantizer.write_nominal(writer, u, levels, weights, cm)
             bits[0] += b
-            y_hat[:, idx] = mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape)
+            part.put(y_hat, idx,
+                     mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape))
             return torch.from_numpy(nominal).view(mu.shape)
 
         self._by_group(cm, means, scales, quality, quantizer, step, code)
@@ -181,11 +213,12 @@ class DCTContextHyperprior(DCTHyperprior):
         delta = step * step_scale(quantizer.name)
         y_hat = torch.empty_like(means)
 
-        def code(idx, mu, sigma):
+        def code(idx, part, mu, sigma):
             _, c, hy, wy = mu.shape
             levels = densities.scale_indices(sigma / delta)[0].reshape(c * hy, wy).numpy()
             nominal, quant = quantizer.read_nominal(reader, levels, cm)
-            y_hat[:, idx] = mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape)
+            part.put(y_hat, idx,
+                     mu + delta * torch.from_numpy(quantizer.shifted(nominal, quant, levels, cm)).view(mu.shape))
             return torch.from_numpy(nominal).view(mu.shape)
 
         self._by_group(cm, means, scales, quality, quantizer, step, code)
@@ -195,12 +228,13 @@ class DCTContextHyperprior(DCTHyperprior):
         out = [torch.empty_like(y), torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64),
                torch.empty(y.shape, dtype=torch.int64)]
 
-        def code(idx, mu, sigma):
-            u, levels, weights = self.latent_chains(cm, y[:, idx], mu, sigma, quality, quantizer.name, step, idx)
+        def code(idx, part, mu, sigma):
+            u, levels, weights = self.latent_chains(cm, part.take(y[:, idx]), mu, sigma, quality, quantizer.name,
+                                                    step, idx)
             nominal, quant = quantizer.decide(u, levels, weights, cm)
             for t, v in zip(out, (mu, nominal, quant, levels)):
-                t[:, idx] = torch.as_tensor(v).view(mu.shape).to(t.dtype)
-            return out[1][:, idx]
+                part.put(t, idx, torch.as_tensor(v).view(mu.shape).to(t.dtype))
+            return torch.as_tensor(nominal).view(mu.shape).to(mu.dtype)
 
         self._by_group(cm, means, scales, quality, quantizer, step, code)
         return tuple(out)
