@@ -196,6 +196,7 @@ def compress_network_job(state: StateDict, quantizer: str = "uniform", options=N
     sizes = {e.name: len(e.data) if e.q is not None else e.raw.numel() * e.raw.element_size() for e in entries}
     for e in entries:
         e.data = b""                              # the file holds them now
+    release_memory()                              # packing's copies, before the check decodes the largest tensor
     encode_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -254,7 +255,9 @@ def _reconstruct(e: bs.Entry, base: StateDict | None) -> torch.Tensor:
         if base is None or e.name not in base or tuple(base[e.name].shape) != e.shape:
             raise BitstreamError(f"the base checkpoint has no tensor {e.name!r} of shape {list(e.shape)}")
         vals = base[e.name].detach().cpu().float().numpy().astype(np.float32) + vals
-    return torch.from_numpy(np.array(vals, dtype=np.float32, copy=True)).reshape(e.shape).to(e.dtype)
+    # `values()` and the sum above are fresh float32 arrays: a copy of the word embeddings' was the
+    # top of the calibrated job's peak (its check after packing)
+    return torch.from_numpy(np.ascontiguousarray(vals, dtype=np.float32)).reshape(e.shape).to(e.dtype)
 
 
 def _check_base(state: StateDict, base: StateDict) -> None:

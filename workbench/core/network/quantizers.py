@@ -139,13 +139,19 @@ def snr_db(ref: np.ndarray, rec: np.ndarray, chunk: int = 1 << 20) -> float:
     return 10 * math.log10(sig / err) if sig > 0 else float("-inf")
 
 
-def entropy_bits(levels: np.ndarray) -> float:
-    """Order-0 empirical entropy in bits per element (the progress curve's 'entropy')."""
+def entropy_bits(levels: np.ndarray, chunk: int = 1 << 18) -> float:
+    """Order-0 empirical entropy in bits per element (the progress curve's 'entropy'). Counted in
+    slices of `chunk` levels: `levels - min` of a whole tensor was an int64 copy of its levels."""
     lv = np.asarray(levels).ravel()
     if lv.size == 0:
         return 0.0
-    lo = int(lv.min())
-    cnt = np.bincount(lv - lo) if int(lv.max()) - lo < 1 << 20 else np.unique(lv, return_counts=True)[1]
+    lo, hi = int(lv.min()), int(lv.max())
+    if hi - lo < 1 << 20:
+        cnt = np.zeros(hi - lo + 1, dtype=np.int64)
+        for i in range(0, lv.size, chunk):
+            cnt += np.bincount(lv[i:i + chunk] - lo, minlength=cnt.size)
+    else:
+        cnt = np.unique(lv, return_counts=True)[1]
     cnt = cnt[cnt > 0]
     p = cnt / cnt.sum()
     return float(-(p * np.log2(p)).sum()) if cnt.size else 0.0
@@ -206,9 +212,11 @@ class _Scalar:
             h = entropy_bits(levels)
             bits += h * levels.size
             n += levels.size
+            inp.emit(out, name, qt)
+            # after the sink has coded the tensor and handed its buffers back: the reconstruction
+            # computed before stayed in the heap under the coder's (the word embeddings' peak)
             metrics = {"entropy": h, "total_rate": bits, "bits_per_weight": bits / max(n, 1),
                        "snr_db": snr_db(w2.numpy(), qt.values())}
-            inp.emit(out, name, qt)
             del qt, levels
             yield Progress(i + 1, total, f"{self.name}: {name}", metrics=metrics)
         return QuantOutput(out, dict(inp.others))
