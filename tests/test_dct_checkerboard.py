@@ -2,6 +2,7 @@
 checkerboard halves in order, and decodes what the encoder reconstructed, with every latent quantizer."""
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from workbench.core.codecs import get_codec
 from workbench.core.compress import compress_image
+from workbench.core.errors import OptionError
 from workbench.core.images import load_image
 from workbench.core.jobs import run
 from workbench.core.learned.kinds import build_model
@@ -102,3 +104,23 @@ def test_latent_optimization_runs_through_the_halves(checkerboard_model):
     rgb = load_image(DATA / "chapel_192x176.png").rgb[:64, :64]
     r = compress_image(rgb, "learned", model=str(checkerboard_model), quality=1, optimize=2)
     assert r.reconstruction.shape == rgb.shape
+
+
+def test_training_only_the_spatial_context_keeps_every_other_weight(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(DATA / "chapel_192x176.png", images / "a.png")
+    shutil.copy(DATA.parents[1] / "resources" / "samples" / "endeavour.png", images / "b.png")
+    torch.manual_seed(0)
+    start = build_model("dct-context", n=8, levels=2)
+    torch.save({"model": start.state_dict()}, tmp_path / "init.pt")
+    opts = TrainOptions(model="dct-checkerboard", channels=8, steps=2, batch=2, crop=64, crops_per_image=2, lr=1e-2,
+                        validate_every=2, checkpoint_every=2, lambdas="0.01,0.05", init=str(tmp_path / "init.pt"),
+                        train_only="spatial")
+    trained = torch.load(run(train_job(opts, [images], tmp_path / "run")), weights_only=True)["model"]
+    before = start.state_dict()
+    changed = {k.split(".")[0] for k, v in trained.items() if k in before and not torch.equal(v, before[k])}
+    assert changed == set() and any(not torch.equal(v, torch.zeros_like(v))
+                                    for k, v in trained.items() if k.startswith("spatial.") and k.endswith("body.4.weight"))
+    with pytest.raises(OptionError, match="no trainable part named spatal"):
+        run(train_job(replace(opts, train_only="spatal"), [images], tmp_path / "run2"))

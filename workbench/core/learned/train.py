@@ -61,6 +61,8 @@ class TrainOptions:
     checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
     init: str = option("", "start from these weights: a training checkpoint (last.pt) or a model file (a shipped "
                        "name or .safetensors), e.g. the shipped DCT model to start dct-context from")
+    train_only: str = option("", "train only these parts of the model (comma-separated names, e.g. spatial); the "
+                             "rest keeps the weights --init gave it: new parts learn without moving what works")
     vq_dim: int = option(1, "dct-shvq: vector dimension (1 scalar, 4 = 2×2 blocks of one channel)", choices=(1, 4))
     vq_centers: int = option(64, "dct-shvq: centers per (level, channel) codebook", minimum=2, maximum=4096)
     vq_options: str = option("", "dct-shvq: more quantizer options as key=value,... (shvq.SHVQOptions)")
@@ -119,7 +121,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
     torch.manual_seed(opts.seed + rank)
     kind = MODELS.get(opts.model)
     model = kind(**kind.training_config(opts, lambdas.tolist())).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    optimizer = torch.optim.Adam(_trainable_parameters(model, opts.train_only), lr=opts.lr)
     step = 0
     last = out_dir / "last.pt"
     if last.exists():
@@ -273,6 +275,24 @@ def _check_same_recipe(state: dict, opts: TrainOptions) -> None:
         if key in saved and saved[key] != getattr(opts, key):
             raise OptionError(f"the checkpoint in this folder was trained with {key}={saved[key]!r}, not "
                               f"{getattr(opts, key)!r}; use another --out folder to start a new run")
+
+
+def _trainable_parameters(model, train_only: str) -> list[torch.nn.Parameter]:
+    """All parameters, or only those of the named parts (the others frozen: no gradient, no Adam state)."""
+    if not train_only:
+        return list(model.parameters())
+    names = [n.strip() for n in train_only.split(",") if n.strip()]
+    parts = dict(model.named_children())
+    unknown = [n for n in names if n not in parts or not any(True for _ in parts[n].parameters())]
+    if unknown or not names:
+        trainable = ", ".join(n for n, m in parts.items() if any(True for _ in m.parameters()))
+        raise OptionError(f"--train-only: the {model.name} model has no trainable part named "
+                          f"{', '.join(unknown) or repr(train_only)} (its parts: {trainable})")
+    model.requires_grad_(False)
+    params = [p for n in names for p in parts[n].parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
 
 
 def _initial_weights(init: str, device) -> dict:
