@@ -86,7 +86,8 @@ def _unpack_cast(packed):
 def sensitivity_job(task, state: StateDict, names: list[str], probes: int = PROBES) -> Job[dict[str, float]]:
     """Mean diag(JᵀJ) per tensor in `names`, over the rows the calibration inputs reached. No more
     than one tensor's gradient is alive at a time (`_take_square`): on the 29.7 M-parameter encoder
-    the calibration peaked at 4.2x the float32 size over the imports with all of them, 2.7-2.8x now."""
+    the calibration peaked at 4.2x the float32 size over the imports with all of them, 2.7-2.9x with
+    one, 2.4x since the heap is also handed back before each backward pass."""
     release_memory()            # what the caller freed (a task's reference pass) would stay resident
     params = {k: v.detach().float().requires_grad_(k in names) for k, v in state.items()}
     rows = {k: torch.zeros(params[k].shape[0], dtype=torch.float64) for k in names}
