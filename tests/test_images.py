@@ -122,7 +122,7 @@ def test_png_helpers_and_listing(tmp_path, rgb):
         list_images(tmp_path / "empty")
 
 
-@pytest.mark.parametrize("codec, quality, maker", [("learned", 4, "the learned codec, model dct-context-mse-v2"),
+@pytest.mark.parametrize("codec, quality, maker", [("learned", 4, "the learned codec, model dct-checkerboard-mse"),
                                                    ("jxl", 80, "JPEG XL (libjxl)")])
 def test_our_compressed_files_load_as_images(codec, quality, maker):
     """A .wbi or JPEG XL file that Pillow cannot read opens decoded, with a note saying so; a damaged

@@ -87,11 +87,11 @@ def test_a_result_being_replaced_or_that_failed_is_marked_old(qtbot, window, mon
 def test_every_label_names_the_learned_model(qtbot, window):
     open_chapel(qtbot, window, left=("learned", {"quality": 2}), right=("learned-msssim", {"quality": 2}))
     compare = window.compare
-    assert compare.view.caption(0).startswith("Learned — dct-context-mse-v2 (PSNR) · quality 2 · ")
-    assert compare.view.caption(1).startswith("Learned — dct-context-msssim-v3 (MS-SSIM) · quality 2 · ")
+    assert compare.view.caption(0).startswith("Learned — dct-checkerboard-mse (PSNR) · quality 2 · ")
+    assert compare.view.caption(1).startswith("Learned — dct-checkerboard-msssim (MS-SSIM) · quality 2 · ")
     text = compare.summary_text()
-    assert "(Learned — dct-context-msssim-v3 (MS-SSIM), quality 2)" in text
-    assert "(Learned — dct-context-mse-v2 (PSNR), quality 2)" in text
+    assert "(Learned — dct-checkerboard-msssim (MS-SSIM), quality 2)" in text
+    assert "(Learned — dct-checkerboard-mse (PSNR), quality 2)" in text
 
 
 def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tmp_path, monkeypatch):
@@ -109,7 +109,7 @@ def test_the_model_is_chosen_from_a_list_or_opened_from_a_file(qtbot, window, tm
     qtbot.addWidget(earlier)
     items = [combo.itemText(i) for i in range(combo.count())]
     assert items[-1] == OPEN_MODEL and "dct-hyperprior-msssim (MS-SSIM)" in items
-    assert combo.currentText() == "dct-context-mse-v2 (PSNR)"
+    assert combo.currentText() == "dct-checkerboard-mse (PSNR)"
     # a model file of our own kind, opened from anywhere: remembered by path, not copied
     mine = tmp_path / "models" / "mine.safetensors"
     mine.parent.mkdir()
@@ -293,7 +293,7 @@ def test_rd_table_is_visible_compares_the_same_images_and_names_every_codec(qtbo
     rows = [{"codec": "webp", "psnr": -23.0}, {"codec": "learned", "psnr": -41.0},
             {"codec": "jpeg2000", "psnr": math.nan}]
     assert _summary_sentence(rows, "jpeg") == (
-        "At the same PSNR, Learned — dct-context-mse-v2 (PSNR) files are on average 41 % smaller than JPEG files, "
+        "At the same PSNR, Learned — dct-checkerboard-mse (PSNR) files are on average 41 % smaller than JPEG files, "
         "WebP files 23 % smaller. No comparison yet for JPEG 2000 (too few points overlapping in quality).")
 
 

@@ -21,8 +21,8 @@ CODEC_ID = "learned"
 class LearnedOptions:
     quality: float = option(4.0, "rate point of the model: 1 (smallest file) .. 8 (best quality); "
                             "fractions interpolate", minimum=1.0, maximum=8.0, step=0.25)
-    model: str = option(DEFAULT_MODEL, "shipped model name (dct-context-mse-v2, or an earlier release such as "
-                        "dct-context-mse, for PSNR; dct-context-msssim-v3 for MS-SSIM), a .safetensors path, a "
+    model: str = option(DEFAULT_MODEL, "shipped model name (dct-checkerboard-mse, or an earlier release such as "
+                        "dct-context-mse-v2, for PSNR; dct-checkerboard-msssim for MS-SSIM), a .safetensors path, a "
                         "CompressAI checkpoint (.pth.tar, .pth, .pt: one rate point, quality does not apply) or a "
                         "folder of CompressAI zoo checkpoints (quality picks the file)")
     step: float = option(1.0, "quantization step Δ: above 1 lowers the rate of any quality point",
@@ -124,8 +124,8 @@ def _refuse_wasteful_padding(rgb: np.ndarray, stride: int) -> None:
 
 @dataclass(frozen=True)
 class LearnedMSSSIMOptions(LearnedOptions):
-    model: str = option("dct-context-msssim-v3", "shipped model name (dct-context-msssim-v3, or an earlier release such as "
-                        "dct-context-msssim-v2, dct-context-msssim or dct-hyperprior-msssim) "
+    model: str = option("dct-checkerboard-msssim", "shipped model name (dct-checkerboard-msssim, or an earlier release "
+                        "such as dct-context-msssim-v3, dct-context-msssim-v2, dct-context-msssim or dct-hyperprior-msssim) "
                         "or a model file")
 
 

@@ -19,7 +19,7 @@ from workbench.core.atomic import write_bytes_atomic
 from workbench.core.errors import OptionError, OutputError
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "resources" / "models"
-DEFAULT_MODEL = "dct-context-mse-v2"
+DEFAULT_MODEL = "dct-checkerboard-mse"
 #: Files the chooser's "Open…" offers: our own weights and CompressAI checkpoints.
 CHECKPOINT_NAMES = (".pth.tar", ".pth", ".pt")
 MODEL_SUFFIXES = (".safetensors",) + CHECKPOINT_NAMES
