@@ -1,12 +1,13 @@
-"""The dct-context kind: starts as the DCT model it is initialised from, codes its groups in order, and
-decodes what the encoder reconstructed, with every latent quantizer."""
+"""The dct-context kind (and dct-checkerboard, which codes each of its groups in two halves): starts as the
+DCT model it is initialised from, codes its groups in order, and decodes what the encoder reconstructed,
+with every latent quantizer."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import tiny_models
 
 from workbench.core import container
 from workbench.core.compress import compress_image
@@ -15,7 +16,6 @@ from workbench.core.jobs import run
 from workbench.core.learned.kinds import build_model
 from workbench.core.learned.kinds.dct_context import band_channels
 from workbench.core.learned.quantizers import StraightThrough
-from workbench.core.learned.train import TrainOptions, save_checkpoint, train_job
 from workbench.core.learned.weights import export_checkpoint, load_codec_model
 
 DATA = Path(__file__).parent / "data"
@@ -38,27 +38,12 @@ def test_starts_as_the_dct_model_it_is_initialised_from():
     assert torch.equal(a.x_hat, b.x_hat) and torch.allclose(a.bits_y, b.bits_y, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def context_model(tmp_path_factory):
-    """A tiny trained dct-context model whose context networks really move the means and scales."""
-    tmp = tmp_path_factory.mktemp("ctx")
-    images = tmp / "images"
-    images.mkdir()
-    shutil.copy(DATA / "chapel_192x176.png", images / "a.png")
-    shutil.copy(DATA.parents[1] / "resources" / "samples" / "endeavour.png", images / "b.png")
-    opts = TrainOptions(model="dct-context", channels=8, steps=2, batch=2, crop=64, crops_per_image=2,
-                        validate_every=2, checkpoint_every=2, lambdas="0.01,0.05")
-    last = run(train_job(opts, [images], tmp / "run"))
-    state = torch.load(last, weights_only=True)
-    model = build_model("dct-context", n=8, levels=2)
-    model.load_state_dict(state["model"])
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for net in model.context:
-            last_conv = net.body[-1]
-            last_conv.weight.copy_(0.02 * torch.randn(last_conv.weight.shape, generator=g))
-    save_checkpoint(last, model, torch.optim.Adam(model.parameters()), 2, {"metric": "mse", "lambda_values": [0.01, 0.05]})
-    return export_checkpoint(last, tmp / "ctx.safetensors", "test")
+@pytest.fixture(scope="module", params=[("dct-context", ("context",)), ("dct-checkerboard", ("context", "spatial"))],
+                ids=lambda p: p[0])
+def context_model(tmp_path_factory, request):
+    """A tiny trained model of each context kind whose context networks really move the means and scales."""
+    kind, parts = request.param
+    return tiny_models.context_model(tmp_path_factory.mktemp("ctx"), kind, parts)
 
 
 @pytest.mark.parametrize("quantizer", ["round", "rdoq", "tcq8"])
@@ -99,10 +84,7 @@ def test_finetuning_retrains_the_synthesis_on_trellis_coded_latents(context_mode
     decode to exactly what its encoder reconstructed."""
     from workbench.core.codecs import get_codec
     from workbench.core.learned.finetune import FinetuneOptions, finetune_job
-    images = tmp_path / "images"
-    images.mkdir()
-    shutil.copy(DATA / "chapel_192x176.png", images / "a.png")
-    shutil.copy(DATA.parents[1] / "resources" / "samples" / "endeavour.png", images / "b.png")
+    images = tiny_models.training_images(tmp_path / "images")
     opts = FinetuneOptions(model=str(context_model), quantizer="tcq8", steps=3, batch=2, crop=64, crops_per_image=2,
                            validate_every=3, checkpoint_every=3, lr=1e-3)
     events = []
