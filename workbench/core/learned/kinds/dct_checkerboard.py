@@ -11,10 +11,11 @@ spatial loop.
 
 The network's last layer starts at zero, so a model started from a `dct-context` checkpoint *is* that
 codec at step 0 and training only has to learn what the neighbours add. It sees, at the anchors only,
-the un-gained decoded values and the residuals in units of their scale (a 3×3 window: the four
-anchors next to each position of the other half; wider windows cost more decoding time than the
-1.5 s per image the codec must stay under); like the group context it runs in float64 on the CPU on encoder and decoder alike
-(`CodecModel.exact`), and it sees nominal values, never the reconstruction offsets finetuning learns.
+the un-gained decoded values and the residuals in units of their scale, through a 3×3 window (the four
+anchors next to each position of the other half): a first version with a 5×5 window and the anchors'
+scales as a third input doubled the decoding time of a 1276×850 photograph. Like the group context it
+runs in float64 on the CPU on encoder and decoder alike (`CodecModel.exact`), and it sees nominal
+values, never the reconstruction offsets finetuning learns.
 
 Bitstream: that of `dct-context`, except that each group's part of stream 1 holds its anchors, then its
 other half, each laid out as (channel, row, every other column) chains for the latent quantizer.
@@ -31,8 +32,9 @@ from workbench.core.learned.kinds.hyperprior import step_scale
 
 
 class Half:
-    """One checkerboard half of a group tensor (B, C, H, W), W even: row r keeps columns (r + parity) mod 2
-    + 2k, as a (B, C, H, W/2) tensor whose rows are the latent quantizer's chains."""
+    """One checkerboard half of a group tensor (B, C, H, W): row r keeps columns (r + parity) mod 2 + 2k, as
+    a (B, C, H, W/2) tensor whose rows are the latent quantizer's chains. W is even: images are padded to
+    multiples of the hyperprior's 64-pixel stride, so the latent's width is a multiple of 8."""
 
     def __init__(self, parity: int):
         self.parity = parity
