@@ -112,6 +112,8 @@ class DCTCheckerboardHyperprior(DCTContextHyperprior):
                 torch.where(anchors, sigma, sigma_o))
 
     def _by_group(self, cm, means, scales, quality, quantizer, step, code) -> None:
+        """As `dct-context` codes its groups, each in two parts: the anchors, then the other half under the
+        spatial context's parameters (computed exactly as the decoder will, from the anchors' nominal x̂)."""
         delta = step * step_scale(quantizer.name)
         g, g_inv = (t.to(torch.float64) for t in self.gains(quality))
         decoded = []
