@@ -12,18 +12,30 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
-from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 SIZES = ((1024, 700), (1600, 1000))
 
 
 def wait(predicate, timeout=120.0):
+    """Run the event loop until `predicate()`. Sleeps in Python between passes: `QTest.qWait` keeps the
+    interpreter lock while it waits, which starved the window's background import of torch (the
+    Network tab came after 200 s instead of 3 s)."""
     end = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > end:
             raise TimeoutError
-        QTest.qWait(50)
+        pause(0.05)
+
+
+def pause(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        QApplication.processEvents()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.01))
 
 
 _app = None
@@ -56,7 +68,7 @@ def main(out: Path) -> None:
     right.panel.set_selection("learned", {"quality": 2})
     w.compare.set_image(w.compare.image)
     wait(lambda: left.result is not None and right.result is not None and not w.worker.is_pending("sweep"))
-    QTest.qWait(300)
+    pause(0.3)
     shots = {"compare": w.compare}
     rd = w.rd_view
     rd.set_selected_codecs(["jpeg", "webp", "learned"])
@@ -73,11 +85,11 @@ def main(out: Path) -> None:
         w.resize(width, height)
         for name, tab in shots.items():
             w.tabs.setCurrentWidget(tab)
-            QTest.qWait(400)
+            pause(0.4)
             w.grab().save(str(out / f"{name}-{width}x{height}.png"))
         w.tabs.setCurrentWidget(w.compare)
         w.act_heat.setChecked(True)
-        QTest.qWait(300)
+        pause(0.3)
         w.grab().save(str(out / f"compare-heatmap-{width}x{height}.png"))
         w.act_heat.setChecked(False)
     w.close()

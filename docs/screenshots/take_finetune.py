@@ -9,9 +9,8 @@ Uses a throw-away settings file, config and data folder, so it never touches the
 import sys
 from pathlib import Path
 
-from PySide6.QtTest import QTest
 
-from take import throwaway_window, wait         # the script beside this one
+from take import pause, throwaway_window, wait  # the script beside this one
 
 
 def main(out: Path) -> None:
@@ -29,7 +28,7 @@ def main(out: Path) -> None:
     view.pause()
     wait(lambda: not view.is_running(), 900)
     w.resize(1024, 700)
-    QTest.qWait(1500)
+    pause(1.5)
     print("window", w.size().width(), "x", w.size().height())
     w.grab().save(str(out / "train-finetune-1024x700.png"))
     w.close()
