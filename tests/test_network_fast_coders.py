@@ -107,17 +107,23 @@ def test_compiled_categorical_coder_writes_format_2_and_refuses_damage():
     assert np.array_equal(next(bs.iter_network(c)).q.levels, lv)
 
 
-def test_shared_forward_probes_measure_the_same_sensitivities():
-    """`EncoderTask.probes` runs the forward pass once for all probes; the sensitivities (and so the
-    calibrated steps) are bit-identical to one forward pass per probe."""
-    from workbench.core.jobs import run
+def _tiny_encoder():
+    """A 2-layer test transformer's weights and its calibration task (random token ids)."""
     from workbench.core.network import encoder
-    from workbench.core.network.sensitivity import sensitivity_job
 
     cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                 intermediate_size=64, max_position_embeddings=32)
     sd = encoder.make_test_encoder(cfg)
-    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    return sd, encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+
+
+def test_shared_forward_probes_measure_the_same_sensitivities():
+    """`EncoderTask.probes` runs the forward pass once for all probes; the sensitivities (and so the
+    calibrated steps) are bit-identical to one forward pass per probe."""
+    from workbench.core.jobs import run
+    from workbench.core.network.sensitivity import sensitivity_job
+
+    sd, task = _tiny_encoder()
     one_at_a_time = type("OneAtATime", (), {"probe": staticmethod(task.probe)})()
     names = [k for k, v in sd.items() if v.ndim >= 2]
     assert run(sensitivity_job(task, sd, names)) == run(sensitivity_job(one_at_a_time, sd, names))
@@ -129,12 +135,9 @@ def test_bfloat16_probes_measure_nearly_the_same_sensitivities_and_leave_autocas
     a few % of float32's, far inside the probes' own randomness, and autocast is off whenever the
     job hands control back (its progress events), so the caller's code never runs under it."""
     from workbench.core.jobs import run
-    from workbench.core.network import encoder, sensitivity
+    from workbench.core.network import sensitivity
 
-    cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=32)
-    sd = encoder.make_test_encoder(cfg)
-    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    sd, task = _tiny_encoder()
     names = [k for k, v in sd.items() if v.ndim >= 2]
     monkeypatch.setattr(sensitivity, "_native_bf16", lambda: False)
     exact = run(sensitivity.sensitivity_job(task, sd, names))
@@ -156,10 +159,7 @@ def test_calibration_frees_each_gradient_and_measures_what_whole_gradients_did(m
     from workbench.core.jobs import run
     from workbench.core.network import encoder, sensitivity
 
-    cfg = encoder.EncoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=32)
-    sd = encoder.make_test_encoder(cfg)
-    task = encoder.EncoderTask(sd, cfg, batch=2, tokens=16, seed=2)
+    sd, task = _tiny_encoder()
     names = [k for k, v in sd.items() if v.ndim >= 2]
     monkeypatch.setattr(sensitivity, "_native_bf16", lambda: bf16)
     monkeypatch.setattr(sensitivity, "_CHUNK", 100)      # several chunks per tensor
