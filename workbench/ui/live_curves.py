@@ -134,12 +134,11 @@ def _turn_over() -> None:
 
 class PlotTurns:
     """The plots of one view that wait for data that arrived, brought up to date one per turn (`take_turn`)
-    by `redraw(which)`, `interval()` ms apart, and by default only while the view is shown: a hidden tab
-    catches up when it is shown again (the view calls `schedule` from its showEvent)."""
+    by `redraw(which)`, and only while the view is shown: a hidden tab catches up when it is shown again
+    (the view calls `schedule` from its showEvent)."""
 
-    def __init__(self, view: QWidget, redraw: Callable[[str], None], *,
-                 interval: Callable[[], int] = lambda: MIN_TICK_MS, while_hidden: bool = False):
-        self._view, self._redraw, self._interval, self._while_hidden = view, redraw, interval, while_hidden
+    def __init__(self, view: QWidget, redraw: Callable[[str], None]):
+        self._view, self._redraw = view, redraw
         self._pending: dict[str, None] = {}         # in the order they were asked for
         self._timer = QTimer(view)
         self._timer.setSingleShot(True)
@@ -157,14 +156,11 @@ class PlotTurns:
         return not self._pending
 
     def schedule(self) -> None:
-        if self._pending and self._shown() and not self._timer.isActive():
-            self._timer.start(self._interval())
-
-    def _shown(self) -> bool:
-        return self._while_hidden or self._view.isVisible()
+        if self._pending and self._view.isVisible() and not self._timer.isActive():
+            self._timer.start(MIN_TICK_MS)
 
     def _next(self) -> None:
-        if not self._pending or not self._shown():
+        if not self._pending or not self._view.isVisible():
             return
         if not take_turn():
             self._timer.start(MIN_TICK_MS)
@@ -471,9 +467,10 @@ class LiveCurves(QWidget):
         self._alpha = _DEFAULT_SMOOTHING
         self._started_at: float | None = None
         self._last: Progress | None = None
-        # keys waiting for their turn, oldest first; drawn hidden too, spread over REDRAW_INTERVAL_MS
-        self._turns = PlotTurns(self, self._redraw_metric, while_hidden=True,
-                                interval=lambda: max(MIN_TICK_MS, REDRAW_INTERVAL_MS // max(1, len(self._series))))
+        self._dirty: dict[str, None] = {}            # keys waiting for their turn, oldest first
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self._redraw_next)
         self._spare: list[pg.PlotWidget] = []
         self._spare_timer = QTimer(self)
         self._spare_timer.setInterval(SPARE_BUILD_MS)
@@ -575,7 +572,8 @@ class LiveCurves(QWidget):
         self._canvas.clear()
         self._plots.clear()
         self._series.clear()
-        self._turns.clear()
+        self._dirty.clear()
+        self._redraw_timer.stop()
         self._spare_timer.start()
         self._canvas.hide()
         self.rd_points.clear()
@@ -617,8 +615,9 @@ class LiveCurves(QWidget):
             if series is None:
                 series = self._series[key] = _Series()
             series.append(np.asarray(xs), np.asarray(ys), self._alpha)
+            self._dirty[key] = None
         self._show_progress(events[-1])
-        self._turns.request(*columns)
+        self._schedule_redraw()
 
     def keys(self) -> list[str]:
         """Metric keys seen so far (each gets a plot), in the order they first appeared."""
@@ -626,7 +625,7 @@ class LiveCurves(QWidget):
 
     def is_drawn(self) -> bool:
         """True when every received value is in the plots (no redraw is pending)."""
-        return self._turns.is_drawn() and self.rd_points.is_drawn()
+        return not self._dirty and self.rd_points.is_drawn()
 
     def smoothing(self) -> float:
         return self._alpha
@@ -641,11 +640,24 @@ class LiveCurves(QWidget):
                 (r.finished, self._on_finished), (r.failed, self._on_failed),
                 (r.cancelled, self._on_cancelled), (r.paused_changed, self._on_paused_changed))
 
-    def _redraw_metric(self, key: str) -> None:
-        """Bring one plot up to date (its turn has come), then let the event loop paint it."""
+    def _schedule_redraw(self) -> None:
+        if self._dirty and not self._redraw_timer.isActive():
+            self._redraw_timer.start(max(MIN_TICK_MS, REDRAW_INTERVAL_MS // max(1, len(self._series))))
+
+    @Slot()
+    def _redraw_next(self) -> None:
+        """Bring the plot that has waited longest up to date, then let the event loop paint it."""
+        if not self._dirty:
+            return
+        if not take_turn():
+            self._redraw_timer.start(MIN_TICK_MS)
+            return
+        key = next(iter(self._dirty))
+        del self._dirty[key]
         mp = self._plots.get(key) or self._add_plot(key)
         mp.redraw()
         mp.plot.setTitle(mp.title(), color=self._fg_hex(), size="9pt")
+        self._schedule_redraw()
 
     def _add_plot(self, key: str) -> _MetricPlot:
         i = list(self._series).index(key)
@@ -663,7 +675,7 @@ class LiveCurves(QWidget):
     def _build_spare(self) -> None:
         if len(self._spare) >= SPARE_PLOTS:
             self._spare_timer.stop()
-        elif self._turns.is_drawn() and not any_job_running():
+        elif not self._dirty and not any_job_running():
             # A plot widget takes 20-30 ms of the GUI thread to build: never while any job runs (a Live tab
             # that had finished its own job built its spares in the gaps of another's, which then crossed
             # 50 ms; benchmarks/event_loop_latency.py --stalls).
@@ -765,9 +777,10 @@ class LiveCurves(QWidget):
     def _on_smoothing(self, value: int) -> None:
         self._alpha = value / 100.0
         self._update_slider_label()
-        for series in self._series.values():
+        for key, series in self._series.items():
             series.resmooth(self._alpha)
-        self._turns.request(*self._series)
+            self._dirty[key] = None
+        self._schedule_redraw()
 
     def _update_slider_label(self) -> None:
         self._slider_label.setText(f"{self._alpha:.2f}")
