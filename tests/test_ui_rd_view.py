@@ -276,3 +276,36 @@ def test_scope_follows_what_the_main_window_opened(qtbot, tmp_path):
     assert v._scope_images() == [folder[1]]
     v.set_selected_codecs([])
     assert not v._run.isEnabled() and v.anchor() is None
+
+
+def test_a_view_with_plot_turns_is_freed_when_its_last_reference_goes(qtbot):
+    """The turns hold their view weakly: no reference cycle, so the garbage collector never frees the
+    widget at a moment of its own choosing (a collection during a sweep)."""
+    import gc
+    import weakref
+
+    from PySide6.QtWidgets import QWidget
+
+    from workbench.ui.live_curves import PlotTurns
+
+    class View(QWidget):
+        def __init__(self):
+            super().__init__()
+            self.drawn = []
+            self.turns = PlotTurns(self, self.redraw)
+
+        def redraw(self, which):
+            self.drawn.append(which)
+
+    view = View()
+    view.show()
+    view.turns.request("a")
+    qtbot.waitUntil(view.turns.is_drawn, timeout=2000)
+    assert view.drawn == ["a"]
+    gone = weakref.ref(view)
+    gc.disable()
+    try:
+        del view
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable
@@ -135,10 +136,14 @@ def _turn_over() -> None:
 class PlotTurns:
     """The plots of one view that wait for data that arrived, brought up to date one per turn (`take_turn`)
     by `redraw(which)`, and only while the view is shown: a hidden tab catches up when it is shown again
-    (the view calls `schedule` from its showEvent)."""
+    (the view calls `schedule` from its showEvent).
+
+    The view owns its turns, so they hold it and its redraw method weakly: a strong reference back would
+    put the widget in a reference cycle, which Python's collector frees at an arbitrary moment (a
+    collection during a sweep) instead of when Qt drops the widget."""
 
     def __init__(self, view: QWidget, redraw: Callable[[str], None]):
-        self._view, self._redraw = view, redraw
+        self._view, self._redraw = weakref.ref(view), weakref.WeakMethod(redraw)
         self._pending: dict[str, None] = {}         # in the order they were asked for
         self._timer = QTimer(view)
         self._timer.setSingleShot(True)
@@ -155,19 +160,26 @@ class PlotTurns:
     def is_drawn(self) -> bool:
         return not self._pending
 
+    def _shown(self) -> bool:
+        view = self._view()
+        return view is not None and view.isVisible()
+
     def schedule(self) -> None:
-        if self._pending and self._view.isVisible() and not self._timer.isActive():
+        if self._pending and self._shown() and not self._timer.isActive():
             self._timer.start(MIN_TICK_MS)
 
     def _next(self) -> None:
-        if not self._pending or not self._view.isVisible():
+        if not self._pending or not self._shown():
             return
         if not take_turn():
             self._timer.start(MIN_TICK_MS)
             return
+        redraw = self._redraw()
+        if redraw is None:
+            return
         which = next(iter(self._pending))
         del self._pending[which]
-        self._redraw(which)
+        redraw(which)
         self.schedule()
 
 
