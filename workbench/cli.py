@@ -582,6 +582,8 @@ def cmd_finetune(args, rest) -> int:
     if last_val:
         print(f"validation with {opts.quantizer} (mean over levels): PSNR {last_val['val_psnr']:.2f} dB, "
               f"{last_val['val_gain_db']:+.3f} dB over the original decoder")
+        if "val_ms_ssim" in last_val:
+            print(f"MS-SSIM {last_val['val_ms_ssim']:.5f}, original decoder {last_val['val_ms_ssim_base']:.5f}")
     print(f"checkpoint: {final} (turn it into a model file with `workbench export-model`)")
     return 0
 

@@ -259,7 +259,8 @@ def validate(cm, quantizer, model, offsets: torch.Tensor, val: torch.Tensor) -> 
     base_offsets = cm.offsets.get(quantizer.name)
     decoders = ((cm.model, None if base_offsets is None else torch.from_numpy(base_offsets).float()),
                 (model, offsets))
-    psnr = [0.0, 0.0]
+    by_ms_ssim = cm.info.get("metric", "mse") != "mse"
+    psnr, ms_ssim = [0.0, 0.0], [0.0, 0.0]
     for level in range(1, model.levels + 1):
         q = torch.full((val.shape[0],), float(level))
         decisions = cm.model.quantized_latents(cm, val, q, quantizer)
@@ -267,5 +268,10 @@ def validate(cm, quantizer, model, offsets: torch.Tensor, val: torch.Tensor) -> 
             x_hat = net.synthesise(decoded_latents(decisions, off) * net.gains(q)[1]).clamp(0, 1)
             mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
             psnr[i] += float((10 * torch.log10(1 / mse)).mean()) / model.levels
+            if by_ms_ssim:
+                ms_ssim[i] += float(1 - distortion(val, x_hat, "ms-ssim").mean()) / model.levels
     model.train()
-    return {"val_psnr_base": psnr[0], "val_psnr": psnr[1], "val_gain_db": psnr[1] - psnr[0]}
+    out = {"val_psnr_base": psnr[0], "val_psnr": psnr[1], "val_gain_db": psnr[1] - psnr[0]}
+    if by_ms_ssim:          # what the model was trained for: its finetuning is judged by it too
+        out.update(val_ms_ssim_base=ms_ssim[0], val_ms_ssim=ms_ssim[1])
+    return out
