@@ -309,3 +309,23 @@ def test_a_view_with_plot_turns_is_freed_when_its_last_reference_goes(qtbot):
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_the_live_tab_is_freed_when_its_last_reference_goes_after_drawing(qtbot):
+    import gc
+    import weakref
+
+    from workbench.core.jobs import Progress
+    from workbench.ui.live_curves import LiveCurves
+
+    view = LiveCurves()
+    view.show()
+    view.add_events([Progress(i, 10, "", metrics={"loss": 1.0 / (i + 1), "psnr": 20.0 + i}) for i in range(5)])
+    qtbot.waitUntil(view.is_drawn, timeout=3000)
+    gone = weakref.ref(view)
+    gc.disable()
+    try:
+        del view
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -135,15 +135,18 @@ def _turn_over() -> None:
 
 class PlotTurns:
     """The plots of one view that wait for data that arrived, brought up to date one per turn (`take_turn`)
-    by `redraw(which)`, and only while the view is shown: a hidden tab catches up when it is shown again
-    (the view calls `schedule` from its showEvent).
+    by `redraw(which)`, `interval()` ms apart, and by default only while the view is shown: a hidden tab
+    catches up when it is shown again (the view calls `schedule` from its showEvent).
 
-    The view owns its turns, so they hold it and its redraw method weakly: a strong reference back would
-    put the widget in a reference cycle, which Python's collector frees at an arbitrary moment (a
-    collection during a sweep) instead of when Qt drops the widget."""
+    The view owns its turns, so they hold it and its methods weakly: a strong reference back would put the
+    widget in a reference cycle, which Python's collector frees at an arbitrary moment (a collection
+    during a sweep) instead of when Qt drops the widget."""
 
-    def __init__(self, view: QWidget, redraw: Callable[[str], None]):
+    def __init__(self, view: QWidget, redraw: Callable[[str], None], *,
+                 interval: Callable[[], int] | None = None, while_hidden: bool = False):
         self._view, self._redraw = weakref.ref(view), weakref.WeakMethod(redraw)
+        self._interval = None if interval is None else weakref.WeakMethod(interval)
+        self._while_hidden = while_hidden
         self._pending: dict[str, None] = {}         # in the order they were asked for
         self._timer = QTimer(view)
         self._timer.setSingleShot(True)
@@ -162,11 +165,15 @@ class PlotTurns:
 
     def _shown(self) -> bool:
         view = self._view()
-        return view is not None and view.isVisible()
+        return view is not None and (self._while_hidden or view.isVisible())
 
     def schedule(self) -> None:
         if self._pending and self._shown() and not self._timer.isActive():
-            self._timer.start(MIN_TICK_MS)
+            self._timer.start(self._delay())
+
+    def _delay(self) -> int:
+        interval = None if self._interval is None else self._interval()
+        return MIN_TICK_MS if interval is None else interval()
 
     def _next(self) -> None:
         if not self._pending or not self._shown():
@@ -479,10 +486,8 @@ class LiveCurves(QWidget):
         self._alpha = _DEFAULT_SMOOTHING
         self._started_at: float | None = None
         self._last: Progress | None = None
-        self._dirty: dict[str, None] = {}            # keys waiting for their turn, oldest first
-        self._redraw_timer = QTimer(self)
-        self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.timeout.connect(self._redraw_next)
+        # keys waiting for their turn, oldest first; drawn hidden too, spread over REDRAW_INTERVAL_MS
+        self._turns = PlotTurns(self, self._redraw_metric, while_hidden=True, interval=self._redraw_interval)
         self._spare: list[pg.PlotWidget] = []
         self._spare_timer = QTimer(self)
         self._spare_timer.setInterval(SPARE_BUILD_MS)
@@ -584,8 +589,7 @@ class LiveCurves(QWidget):
         self._canvas.clear()
         self._plots.clear()
         self._series.clear()
-        self._dirty.clear()
-        self._redraw_timer.stop()
+        self._turns.clear()
         self._spare_timer.start()
         self._canvas.hide()
         self.rd_points.clear()
@@ -627,9 +631,8 @@ class LiveCurves(QWidget):
             if series is None:
                 series = self._series[key] = _Series()
             series.append(np.asarray(xs), np.asarray(ys), self._alpha)
-            self._dirty[key] = None
         self._show_progress(events[-1])
-        self._schedule_redraw()
+        self._turns.request(*columns)
 
     def keys(self) -> list[str]:
         """Metric keys seen so far (each gets a plot), in the order they first appeared."""
@@ -637,7 +640,7 @@ class LiveCurves(QWidget):
 
     def is_drawn(self) -> bool:
         """True when every received value is in the plots (no redraw is pending)."""
-        return not self._dirty and self.rd_points.is_drawn()
+        return self._turns.is_drawn() and self.rd_points.is_drawn()
 
     def smoothing(self) -> float:
         return self._alpha
@@ -652,24 +655,14 @@ class LiveCurves(QWidget):
                 (r.finished, self._on_finished), (r.failed, self._on_failed),
                 (r.cancelled, self._on_cancelled), (r.paused_changed, self._on_paused_changed))
 
-    def _schedule_redraw(self) -> None:
-        if self._dirty and not self._redraw_timer.isActive():
-            self._redraw_timer.start(max(MIN_TICK_MS, REDRAW_INTERVAL_MS // max(1, len(self._series))))
+    def _redraw_interval(self) -> int:
+        return max(MIN_TICK_MS, REDRAW_INTERVAL_MS // max(1, len(self._series)))
 
-    @Slot()
-    def _redraw_next(self) -> None:
-        """Bring the plot that has waited longest up to date, then let the event loop paint it."""
-        if not self._dirty:
-            return
-        if not take_turn():
-            self._redraw_timer.start(MIN_TICK_MS)
-            return
-        key = next(iter(self._dirty))
-        del self._dirty[key]
+    def _redraw_metric(self, key: str) -> None:
+        """Bring one plot up to date (its turn has come), then let the event loop paint it."""
         mp = self._plots.get(key) or self._add_plot(key)
         mp.redraw()
         mp.plot.setTitle(mp.title(), color=self._fg_hex(), size="9pt")
-        self._schedule_redraw()
 
     def _add_plot(self, key: str) -> _MetricPlot:
         i = list(self._series).index(key)
@@ -687,7 +680,7 @@ class LiveCurves(QWidget):
     def _build_spare(self) -> None:
         if len(self._spare) >= SPARE_PLOTS:
             self._spare_timer.stop()
-        elif not self._dirty and not any_job_running():
+        elif self._turns.is_drawn() and not any_job_running():
             # A plot widget takes 20-30 ms of the GUI thread to build: never while any job runs (a Live tab
             # that had finished its own job built its spares in the gaps of another's, which then crossed
             # 50 ms; benchmarks/event_loop_latency.py --stalls).
@@ -789,10 +782,9 @@ class LiveCurves(QWidget):
     def _on_smoothing(self, value: int) -> None:
         self._alpha = value / 100.0
         self._update_slider_label()
-        for key, series in self._series.items():
+        for series in self._series.values():
             series.resmooth(self._alpha)
-            self._dirty[key] = None
-        self._schedule_redraw()
+        self._turns.request(*self._series)
 
     def _update_slider_label(self) -> None:
         self._slider_label.setText(f"{self._alpha:.2f}")
