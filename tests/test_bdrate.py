@@ -5,7 +5,7 @@ import bjontegaard as bd
 import numpy as np
 import pytest
 
-from workbench.core.bdrate import bd_quality, bd_rate, overlap, quality_range
+from workbench.core.bdrate import bd_quality, bd_rate, overlap, quality_range, rate_ratios
 
 # Realistic curves in bits per pixel / PSNR dB: a JPEG-like anchor and a better codec.
 JPEG_RATE = [0.25, 0.4, 0.6, 0.9, 1.3, 1.9]
@@ -171,3 +171,13 @@ def test_quality_range_and_overlap():
     assert overlap((28.0, 35.0), (30.0, 38.0), (29.0, 36.0)) == (30.0, 35.0)
     assert overlap((28.0, 30.0), (31.0, 33.0)) is None
     assert overlap((28.0, 30.0), None) is None
+
+
+def test_rate_ratios_say_where_along_the_curve_a_codec_gains():
+    """At the anchor's own points the ratio is exact; a codec that needs 0.6× the rate at low quality and
+    0.9× at high quality shows it point by point; a point outside the anchor's range has none."""
+    mixed = [r * f for r, f in zip(JPEG_RATE, np.linspace(0.6, 0.9, len(JPEG_RATE)))]
+    assert rate_ratios(JPEG_RATE, JPEG_PSNR, mixed, JPEG_PSNR) == pytest.approx(np.linspace(0.6, 0.9, 6), rel=1e-12)
+    ratios = rate_ratios(JPEG_RATE, JPEG_PSNR, [0.5, 0.1, 3.0], [31.0, 20.0, 45.0])
+    assert 0.5 / 0.6 < ratios[0] < 0.5 / 0.4 and math.isnan(ratios[1]) and math.isnan(ratios[2])
+    assert all(math.isnan(r) for r in rate_ratios([1.0], [30.0], [1.0], [30.0]))

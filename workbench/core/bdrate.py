@@ -56,6 +56,20 @@ def bd_quality(rate_anchor, dist_anchor, rate_test, dist_test) -> float:
     return float(_mean_gap(anchor, test))
 
 
+def rate_ratios(rate_anchor, dist_anchor, rate_test, dist_test) -> list[float]:
+    """For each test point, its rate divided by the anchor's at the same quality (the anchor's curve
+    interpolated as a BD-rate interpolates it); NaN outside the anchor's range. A BD-rate is one mean
+    over a range; these say where along it a codec gains and where it loses."""
+    xa, ya = _curve(dist_anchor, _log_rate(rate_anchor))
+    out = []
+    for r, d in zip(np.asarray(rate_test, dtype=np.float64).ravel(), np.asarray(dist_test, dtype=np.float64).ravel()):
+        if xa.size < 2 or not (np.isfinite(d) and r > 0 and xa[0] <= d <= xa[-1]):
+            out.append(float("nan"))
+        else:
+            out.append(float(r / 10.0 ** PchipInterpolator(xa, ya)(d)))
+    return out
+
+
 def _log_rate(rate):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log10(np.asarray(rate, dtype=np.float64))
