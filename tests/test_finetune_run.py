@@ -80,17 +80,23 @@ def test_a_kind_says_which_quantizers_it_finetunes_on(model, tmp_path):
     assert set(refused) == {"round", "rdoq", "tcq4", "tcq8"} and "not available" in refused["round"]
 
 
+def finetuned_ms_ssim_model(folder: Path) -> tuple[Path, list]:
+    """A run folder of a two-step finetuning of a tiny model trained for MS-SSIM (192-pixel crops: MS-SSIM's
+    five scales need 161), and the job's events."""
+    run(train_job(TrainOptions(model="hyperprior", channels=8, latent_channels=8, lambdas="2,20", metric="ms-ssim",
+                               steps=1, batch=1, crop=192, crops_per_image=1, validate_every=1, checkpoint_every=1,
+                               device="cpu"), [SAMPLES], folder / "train"))
+    model = export_checkpoint(folder / "train" / "last.pt", folder / "tiny-msssim.safetensors")
+    events = []
+    run(finetune_job(FinetuneOptions(**{**TINY, "model": str(model), "quantizer": "round", "crop": 192,
+                                        "steps": 2}), [SAMPLES], folder / "ft"), events.append)
+    return folder / "ft", events
+
+
 def test_finetuning_a_model_trained_for_ms_ssim_reports_its_held_out_ms_ssim(tmp_path):
     """An MS-SSIM model's decoder is finetuned on MS-SSIM, so that is what its validation must show too,
     beside PSNR, for the original decoder and the finetuned one."""
-    folder = tmp_path / "run"
-    run(train_job(TrainOptions(model="hyperprior", channels=8, latent_channels=8, lambdas="2,20", metric="ms-ssim",
-                               steps=1, batch=1, crop=192, crops_per_image=1, validate_every=1, checkpoint_every=1,
-                               device="cpu"), [SAMPLES], folder))
-    model = export_checkpoint(folder / "last.pt", tmp_path / "tiny-msssim.safetensors")
-    events = []
-    run(finetune_job(FinetuneOptions(**{**TINY, "model": str(model), "quantizer": "round", "crop": 192,
-                                        "steps": 2}), [SAMPLES], tmp_path / "ft"), events.append)
+    _, events = finetuned_ms_ssim_model(tmp_path)
     m = events[-1].metrics
     assert 0 < m["val_ms_ssim_base"] < 1 and 0 < m["val_ms_ssim"] < 1 and m["val_ms_ssim"] != m["val_ms_ssim_base"]
     assert "val_psnr" in m

@@ -13,7 +13,7 @@ from workbench.core.learned.weights import load_codec_model
 from workbench.ui.codec_panel import OPEN_MODEL, ModelEditor
 from qt_drops import drop
 from test_compressai_import import compressai_state
-from test_finetune_run import tiny_model
+from test_finetune_run import finetuned_ms_ssim_model, tiny_model
 from test_ui_train import open_view as open_train_view
 from test_ui_train import stop_training_left_running  # noqa: F401  (an autouse fixture: no process is left running)
 
@@ -161,3 +161,13 @@ def test_a_diverging_finetuning_stops_with_a_plain_message(qtbot, settings, mode
     assert ended.args[0] == "failed"
     assert view.message.text().startswith("Finetuning stopped: finetuning diverged: 21 steps with non-finite "
                                           "gradients (try a lower --lr).")
+
+
+def test_a_finetuning_of_an_ms_ssim_model_shows_its_held_out_ms_ssim(qtbot, settings, tmp_path):
+    run, _ = finetuned_ms_ssim_model(tmp_path)
+    view = open_view(qtbot, settings, tmp_path)
+    drop(view, [run])
+    assert view.run_dir == run and view.finetuning
+    view.poll()
+    qtbot.waitUntil(view.curves.is_drawn)
+    assert set(view.curves.keys()) == {"loss", "val_psnr", "val_gain_db", "val_ms_ssim"}

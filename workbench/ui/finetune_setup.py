@@ -28,10 +28,12 @@ from workbench.ui.job_runner import JobRunner
 QUANTIZER_LABELS: dict[str, str] = next(dict(zip(s.choices, s.choice_labels)) for s in specs(LearnedOptions)
                                         if s.name == "quantizer")
 
-#: What a finetuning's curves show: one row, wide enough for their titles at 1024×700. The rate is not a
-#: curve: it stays what the frozen encoder writes (a flat line), and the preview's caption says it; the
-#: original decoder's held-out PSNR (in progress.jsonl too) is the gain's baseline.
-FINETUNE_CURVES = ("loss", "val_psnr", "val_gain_db")
+#: What a finetuning's curves show, in rows of FINETUNE_COLUMNS, wide enough for their titles at 1024×700
+#: (the held-out MS-SSIM only for a model trained for it: a second row). The rate is not a curve: it stays
+#: what the frozen encoder writes (a flat line), and the preview's caption says it; the original decoder's
+#: held-out PSNR (in progress.jsonl too) is the gain's baseline.
+FINETUNE_CURVES = ("loss", "val_psnr", "val_gain_db", "val_ms_ssim")
+FINETUNE_COLUMNS = 3
 
 
 def _quantizer_editor(spec):

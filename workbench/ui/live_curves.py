@@ -82,6 +82,8 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
                            "being finetuned from the latents its quantizer decides (mean over the quality levels)."),
     "val_gain_db": MetricInfo("Gain", "dB", "Held-out PSNR of the finetuned decoder minus the "
                               "original's, at the same file size (the encoder does not change)."),
+    "val_ms_ssim": MetricInfo("MS-SSIM", "", "MS-SSIM of held-out crops decoded by the decoder being finetuned "
+                              "(models trained for MS-SSIM only; the original decoder's is in progress.jsonl)."),
     "lambda": MetricInfo("λ", "", "Rate-distortion trade-off weight of the loss."),
     "lr": MetricInfo("Learning rate", "", "Optimizer step size."),
     "accuracy": MetricInfo("Accuracy", "", "Share of test samples the network classifies correctly "

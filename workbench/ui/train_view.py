@@ -36,7 +36,7 @@ from workbench.core.learned.shvq import SHVQOptions
 from workbench.core.learned.train import TrainOptions
 from workbench.core.options import build, specs
 from workbench.ui.codec_panel import OptionsForm, make_editor
-from workbench.ui.finetune_setup import FINETUNE_CURVES, QUANTIZER_LABELS, FinetuneSetup
+from workbench.ui.finetune_setup import FINETUNE_COLUMNS, FINETUNE_CURVES, QUANTIZER_LABELS, FinetuneSetup
 from workbench.ui.job_runner import JobRunner
 from workbench.ui.live_curves import LiveCurves
 
@@ -345,12 +345,12 @@ class TrainView(QWidget):
 
     @property
     def curves(self) -> LiveCurves:
-        """The curves of the kind of run shown. A finetuning's few curves get a grid of their own, with as
-        many columns as curves so their titles fit; it is built the first time it is shown."""
+        """The curves of the kind of run shown. A finetuning's few curves get a grid of their own, with fewer
+        columns so their titles fit; it is built the first time it is shown."""
         if not self.finetuning:
             return self._train_curves
         if self._finetune_curves is None:
-            self._finetune_curves = LiveCurves(columns=len(FINETUNE_CURVES), controls=False)
+            self._finetune_curves = LiveCurves(columns=FINETUNE_COLUMNS, controls=False)
             self._finetune_curves.setVisible(False)
             self._watch.insertWidget(self._watch.indexOf(self._train_curves), self._finetune_curves, 1)
         return self._finetune_curves
