@@ -6,7 +6,8 @@ import math
 import pytest
 
 from workbench.core.bdrate import bd_rate
-from workbench.core.bdtable import ResultsCurve, bd_rows, format_bd_table, load_results_json, unique_labels
+from workbench.core.bdtable import (ResultsCurve, bd_rows, format_bd_table, format_ratio_table, load_results_json,
+                                     unique_labels)
 
 ANCHOR = ResultsCurve("anchor", (0.2, 0.4, 0.8, 1.6), (28.0, 31.0, 34.0, 37.0), None)
 
@@ -83,3 +84,13 @@ def test_curves_that_do_not_overlap_give_nan_and_say_why():
     assert row["notes"] == ["PSNR: the curves do not overlap"]
     row, = bd_rows(ANCHOR, [far], "common")
     assert row["notes"] == ["PSNR: no quality interval is shared by all curves"]
+
+
+def test_the_per_point_table_gives_each_points_rate_ratio_and_na_where_there_is_none():
+    """A PSNR-only anchor has no MS-SSIM to compare with, and a point above its quality range no ratio."""
+    test = ResultsCurve("t", (0.1, 0.3, 2.0), (28.0, 32.0, 40.0), (10.0, 12.0, 20.0))
+    lines = format_ratio_table(ANCHOR, test).splitlines()
+    assert lines[0] == "t: rate over anchor's at the same quality, per point"
+    assert lines[4] == "| 0.100 | 28.00 | 0.500 | 10.00 | n/a |"
+    assert lines[5].startswith("| 0.300 | 32.00 | 0.") and lines[5].endswith("| 12.00 | n/a |")
+    assert lines[6] == "| 2.000 | 40.00 | n/a | 20.00 | n/a |"

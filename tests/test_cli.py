@@ -173,5 +173,9 @@ def test_bdrate_between_results_files(tmp_path):
     r = wb("bdrate", tmp_path / "a.json", tmp_path / "b.json")
     assert r.returncode == 0, r.stderr
     assert "| b | -50.0 % | 28.00..37.00 dB | -50.0 % | 10.00..16.99 dB |" in r.stdout
+    assert "rate ratio" not in r.stdout
+    r = wb("bdrate", tmp_path / "a.json", tmp_path / "b.json", "--per-point")
+    assert "| 0.200 | 31.00 | 0.500 | 13.01 | 0.500 |" in r.stdout      # half a's rate at every quality
+    assert "| 0.100 | 28.00 | 0.500 | 10.00 | 0.500 |" in r.stdout
     (tmp_path / "c.json").write_text("{}")
     assert_one_line_error(wb("bdrate", tmp_path / "a.json", tmp_path / "c.json"))

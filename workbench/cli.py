@@ -94,6 +94,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("anchor", help="results JSON of the anchor (e.g. bench-out/jpeg.json or a published curve)")
     c.add_argument("tests", nargs="+", help="results JSON files to compare with the anchor")
     c.add_argument("--interval", choices=("pair", "common"), default="pair", help=_INTERVAL_HELP)
+    c.add_argument("--per-point", action="store_true",
+                   help="also print, for each point of each test curve, its rate over the anchor's at the same "
+                        "quality: where along the curve a codec gains or loses")
     c.set_defaults(func=cmd_bdrate)
 
     c = sub.add_parser("compress-net", help="compress a network checkpoint (.pt/.pth/.safetensors/HF folder) "
@@ -368,10 +371,13 @@ def cmd_bench(args, rest) -> int:
 
 
 def cmd_bdrate(args, rest) -> int:
-    from workbench.core.bdtable import bd_rows, format_bd_table, load_results_json, unique_labels
+    from workbench.core.bdtable import bd_rows, format_bd_table, format_ratio_table, load_results_json, unique_labels
 
     anchor, *tests = unique_labels([load_results_json(f, measured=True) for f in [args.anchor, *args.tests]])
     print(format_bd_table(bd_rows(anchor, tests, args.interval), anchor.name))
+    if args.per_point:
+        for test in tests:
+            print(format_ratio_table(anchor, test))
     return 0
 
 

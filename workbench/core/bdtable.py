@@ -156,6 +156,27 @@ def format_bd_table(rows: list[dict], anchor: str) -> str:
     return "\n".join(lines) + "\n" + "".join(f"\n{n}" for n in notes) + ("\n" if notes else "")
 
 
+def format_ratio_table(anchor: ResultsCurve, test: ResultsCurve) -> str:
+    """A Markdown table of `test`'s points, each with its rate over the anchor's at the same quality in
+    each metric (`bdrate.rate_ratios`; "n/a" outside the anchor's range): where along the curve a BD-rate's
+    one mean comes from."""
+    columns = []
+    for key, _, _ in METRICS:
+        a, t = getattr(anchor, key), getattr(test, key)
+        ratios = bdrate.rate_ratios(anchor.bpp, a, test.bpp, t) if a and t else [float("nan")] * len(test.bpp)
+        columns.append((t, ratios))
+    lines = [f"{test.name}: rate over {anchor.name}'s at the same quality, per point", "",
+             "| bpp | " + " | ".join(f"{name} ({unit}) | rate ratio" for _, name, unit in METRICS) + " |",
+             "|---" * (1 + 2 * len(METRICS)) + "|"]
+    for i, bpp in enumerate(test.bpp):
+        cells = [f"{bpp:.3f}"]
+        for quality, ratios in columns:
+            cells.append("n/a" if quality is None else f"{quality[i]:.2f}")
+            cells.append("n/a" if math.isnan(ratios[i]) else f"{ratios[i]:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _range(curve: ResultsCurve, key: str) -> tuple[float, float] | None:
     values = getattr(curve, key)
     if values is None or any(v is None for v in values):
