@@ -278,12 +278,23 @@ def test_scope_follows_what_the_main_window_opened(qtbot, tmp_path):
     assert not v._run.isEnabled() and v.anchor() is None
 
 
-def test_a_view_with_plot_turns_is_freed_when_its_last_reference_goes(qtbot):
-    """The turns hold their view weakly: no reference cycle, so the garbage collector never frees the
-    widget at a moment of its own choosing (a collection during a sweep)."""
+def _freed_by_its_last_reference(views: list) -> bool:
+    """Drops the one reference `views` holds, with the garbage collector off: True when that freed the view."""
     import gc
     import weakref
 
+    gone = weakref.ref(views[0])
+    gc.disable()
+    try:
+        views.clear()
+        return gone() is None
+    finally:
+        gc.enable()
+
+
+def test_a_view_with_plot_turns_is_freed_when_its_last_reference_goes(qtbot):
+    """The turns hold their view weakly: no reference cycle, so the garbage collector never frees the
+    widget at a moment of its own choosing (a collection during a sweep)."""
     from PySide6.QtWidgets import QWidget
 
     from workbench.ui.live_curves import PlotTurns
@@ -302,19 +313,12 @@ def test_a_view_with_plot_turns_is_freed_when_its_last_reference_goes(qtbot):
     view.turns.request("a")
     qtbot.waitUntil(view.turns.is_drawn, timeout=2000)
     assert view.drawn == ["a"]
-    gone = weakref.ref(view)
-    gc.disable()
-    try:
-        del view
-        assert gone() is None
-    finally:
-        gc.enable()
+    views = [view]
+    del view
+    assert _freed_by_its_last_reference(views)
 
 
 def test_the_live_tab_is_freed_when_its_last_reference_goes_after_drawing(qtbot):
-    import gc
-    import weakref
-
     from workbench.core.jobs import Progress
     from workbench.ui.live_curves import LiveCurves
 
@@ -322,10 +326,6 @@ def test_the_live_tab_is_freed_when_its_last_reference_goes_after_drawing(qtbot)
     view.show()
     view.add_events([Progress(i, 10, "", metrics={"loss": 1.0 / (i + 1), "psnr": 20.0 + i}) for i in range(5)])
     qtbot.waitUntil(view.is_drawn, timeout=3000)
-    gone = weakref.ref(view)
-    gc.disable()
-    try:
-        del view
-        assert gone() is None
-    finally:
-        gc.enable()
+    views = [view]
+    del view
+    assert _freed_by_its_last_reference(views)
