@@ -89,7 +89,9 @@ def test_curves_that_do_not_overlap_give_nan_and_say_why():
 def test_the_per_point_table_gives_each_points_rate_ratio_and_na_where_there_is_none():
     """A PSNR-only anchor has no MS-SSIM to compare with, and a point above its quality range no ratio."""
     test = ResultsCurve("t", (0.1, 0.3, 2.0), (28.0, 32.0, 40.0), (10.0, 12.0, 20.0))
-    lines = format_ratio_table(ANCHOR, test).splitlines()
+    row = bd_rows(ANCHOR, [test])[0]
+    assert row["psnr_ratios"][0] == 0.5 and row["ms_ssim_db_ratios"] is None
+    lines = format_ratio_table(row, test).splitlines()
     assert lines[0] == "t: rate over anchor's at the same quality, per point"
     assert lines[4] == "| 0.100 | 28.00 | 0.500 | 10.00 | n/a |"
     assert lines[5].startswith("| 0.300 | 32.00 | 0.") and lines[5].endswith("| 12.00 | n/a |")

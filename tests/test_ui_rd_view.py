@@ -158,6 +158,11 @@ def test_finished_sweep_shows_means_table_and_sentence(swept):
     expected = result.bd_table("jpeg")[0]
     assert math.isfinite(expected["psnr"])
     assert table.item(0, 1).text() == f"{expected['psnr']:+.1f} %".replace("-", "−")
+    tip = table.item(0, 1).toolTip().splitlines()       # where the mean comes from, per quality setting
+    assert tip[0] == f"File size against {codec_class('jpeg').label} at the same PSNR, per quality setting (below 1×: smaller):"
+    assert len(tip) == 3 and tip[1].startswith("quality 30 (") and tip[2].startswith("quality 70 (")
+    ratio = expected["psnr_ratios"][0]
+    assert tip[1].endswith(f"{ratio:.2f}×" if math.isfinite(ratio) else "outside the anchor's range")
     assert "At the same PSNR, WebP files are" in swept._summary.text()
     assert swept._status.text() == f"Done: 5 points on 1 image; saved 8 files in {swept.sweep_folder()}."
     assert swept._run.isEnabled() and not swept._cancel.isEnabled()

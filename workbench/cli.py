@@ -374,10 +374,11 @@ def cmd_bdrate(args, rest) -> int:
     from workbench.core.bdtable import bd_rows, format_bd_table, format_ratio_table, load_results_json, unique_labels
 
     anchor, *tests = unique_labels([load_results_json(f, measured=True) for f in [args.anchor, *args.tests]])
-    print(format_bd_table(bd_rows(anchor, tests, args.interval), anchor.name))
+    rows = bd_rows(anchor, tests, args.interval)
+    print(format_bd_table(rows, anchor.name))
     if args.per_point:
-        for test in tests:
-            print(format_ratio_table(anchor, test))
+        for row, test in zip(rows, tests):
+            print(format_ratio_table(row, test))
     return 0
 
 

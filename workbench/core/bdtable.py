@@ -101,7 +101,8 @@ def unique_labels(curves: Sequence[ResultsCurve], taken: Sequence[str] = ()) -> 
 
 def bd_rows(anchor: ResultsCurve, tests: Sequence[ResultsCurve], interval: str = "pair") -> list[dict]:
     """One row per test curve: BD-rate against `anchor` in each metric (percent, negative is better;
-    NaN when there is nothing to compare), the quality interval it was averaged over, and notes.
+    NaN when there is nothing to compare), the quality interval it was averaged over, each test point's
+    rate over the anchor's at the same quality (`bdrate.rate_ratios`), and notes.
 
     `interval="pair"` averages each row over its own overlap with the anchor; "common" over the one
     interval every curve of the table reaches, so the rows can be ranked against each other.
@@ -122,8 +123,11 @@ def bd_rows(anchor: ResultsCurve, tests: Sequence[ResultsCurve], interval: str =
                                        interval=used if interval == "common" else None)
             row[key] = value
             row[f"{key}_interval"] = list(used) if math.isfinite(value) else None
+            row[f"{key}_ratios"] = None
             if ra is None or rt is None:
                 continue
+            # each test point's rate over the anchor's at its quality: where along the range the mean comes from
+            row[f"{key}_ratios"] = bdrate.rate_ratios(anchor.bpp, getattr(anchor, key), test.bpp, getattr(test, key))
             if used is None:
                 why = "no quality interval is shared by all curves" if interval == "common" else \
                     "the curves do not overlap"
@@ -156,23 +160,18 @@ def format_bd_table(rows: list[dict], anchor: str) -> str:
     return "\n".join(lines) + "\n" + "".join(f"\n{n}" for n in notes) + ("\n" if notes else "")
 
 
-def format_ratio_table(anchor: ResultsCurve, test: ResultsCurve) -> str:
-    """A Markdown table of `test`'s points, each with its rate over the anchor's at the same quality in
-    each metric (`bdrate.rate_ratios`; "n/a" outside the anchor's range): where along the curve a BD-rate's
-    one mean comes from."""
-    columns = []
-    for key, _, _ in METRICS:
-        a, t = getattr(anchor, key), getattr(test, key)
-        ratios = bdrate.rate_ratios(anchor.bpp, a, test.bpp, t) if a and t else [float("nan")] * len(test.bpp)
-        columns.append((t, ratios))
-    lines = [f"{test.name}: rate over {anchor.name}'s at the same quality, per point", "",
+def format_ratio_table(row: dict, test: ResultsCurve) -> str:
+    """A Markdown table of `test`'s points, each with its rate over the anchor's at the same quality in each
+    metric (from its `bd_rows` row; "n/a" outside the anchor's range): where a BD-rate's one mean comes from."""
+    lines = [f"{test.name}: rate over {row['anchor']}'s at the same quality, per point", "",
              "| bpp | " + " | ".join(f"{name} ({unit}) | rate ratio" for _, name, unit in METRICS) + " |",
              "|---" * (1 + 2 * len(METRICS)) + "|"]
     for i, bpp in enumerate(test.bpp):
         cells = [f"{bpp:.3f}"]
-        for quality, ratios in columns:
+        for key, _, _ in METRICS:
+            quality, ratios = getattr(test, key), row.get(f"{key}_ratios")
             cells.append("n/a" if quality is None else f"{quality[i]:.2f}")
-            cells.append("n/a" if math.isnan(ratios[i]) else f"{ratios[i]:.3f}")
+            cells.append("n/a" if not ratios or math.isnan(ratios[i]) else f"{ratios[i]:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -574,13 +574,16 @@ class RDView(QWidget):
         self._table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             self._table.setItem(r, 0, QTableWidgetItem(_label(row["codec"])))
-            for col, key in ((1, "psnr"), (2, "ms_ssim_db")):
+            curve = source.curve(row["codec"])
+            for col, key, metric in ((1, "psnr", "PSNR"), (2, "ms_ssim_db", "MS-SSIM")):
                 value = row[key]
                 item = QTableWidgetItem(_pct(value))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if not math.isfinite(value):
                     item.setToolTip("No comparison: the two curves need at least two points each and must "
                                     "overlap in quality.")
+                else:
+                    item.setToolTip(_ratios_tip(curve, row[f"{key}_ratios"], _label(anchor), metric))
                 self._table.setItem(r, col, item)
         sentence = _summary_sentence(rows, anchor)
         if self._result is None:                # running, or cancelled part-way
@@ -728,6 +731,15 @@ def _label(codec: str) -> str:
     """The codec's label; an entry with a model also names the model ("Learned — mbt2018-mean (...)")."""
     name, fixed = parse_codec_spec(codec)
     return codec_class(name).label if not fixed else _short_label(codec)
+
+
+def _ratios_tip(curve, ratios: list[float] | None, anchor: str, metric: str) -> str:
+    """Where the BD-rate's mean comes from: each quality setting's size against the anchor's at its quality."""
+    lines = [f"File size against {anchor} at the same {metric}, per quality setting (below 1×: smaller):"]
+    for q, bpp, ratio in zip(curve.quality, curve.bpp, ratios or ()):
+        shown = "outside the anchor's range" if not math.isfinite(ratio) else f"{ratio:.2f}×"
+        lines.append(f"quality {q:g} ({bpp:.3f} bpp): {shown}")
+    return "\n".join(lines)
 
 
 def _pct(value: float) -> str:
