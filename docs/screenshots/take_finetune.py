@@ -9,7 +9,6 @@ Uses a throw-away settings file, config and data folder, so it never touches the
 import sys
 from pathlib import Path
 
-
 from take import pause, throwaway_window, wait  # the script beside this one
 
 

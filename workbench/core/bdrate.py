@@ -61,13 +61,14 @@ def rate_ratios(rate_anchor, dist_anchor, rate_test, dist_test) -> list[float]:
     interpolated as a BD-rate interpolates it); NaN outside the anchor's range. A BD-rate is one mean
     over a range; these say where along it a codec gains and where it loses."""
     xa, ya = _curve(dist_anchor, _log_rate(rate_anchor))
-    out = []
-    for r, d in zip(np.asarray(rate_test, dtype=np.float64).ravel(), np.asarray(dist_test, dtype=np.float64).ravel()):
-        if xa.size < 2 or not (np.isfinite(d) and r > 0 and xa[0] <= d <= xa[-1]):
-            out.append(float("nan"))
-        else:
-            out.append(float(r / 10.0 ** PchipInterpolator(xa, ya)(d)))
-    return out
+    rate = np.asarray(rate_test, dtype=np.float64).ravel()
+    dist = np.asarray(dist_test, dtype=np.float64).ravel()
+    if xa.size < 2:
+        return [float("nan")] * rate.size
+    inside = np.isfinite(dist) & (rate > 0) & (dist >= xa[0]) & (dist <= xa[-1])
+    ratios = np.full(rate.size, np.nan)
+    ratios[inside] = rate[inside] / 10.0 ** PchipInterpolator(xa, ya)(dist[inside])
+    return [float(r) for r in ratios]
 
 
 def _log_rate(rate):
