@@ -34,6 +34,10 @@ def test_the_command_line_trains_exactly_the_run_it_was_built_from(tmp_path, cap
     assert [r["step"] for r in lines] == [0, 1, 2, 3]
     assert {"loss", "bpp", "psnr", "temperature", "step_seconds"} <= set(lines[1])
     assert {"val_bpp_hard", "mismatch_psnr", "preview_bpp", "preview_psnr"} <= set(lines[2])
+    # and held-out photographs at their own scale: other crops than the scaled ones, other figures
+    assert {"native_bpp_hard", "native_psnr_hard"} <= set(lines[2]) and "native_bpp_soft" not in lines[2]
+    assert lines[2]["native_bpp_hard"] != lines[2]["val_bpp_hard"]
+    assert (out / "crops-192px-1x-seed2-scale1-1.pt").is_file()
     shots = preview.read_previews(out)
     assert [p["step"] for p in shots] == [0, 2, 3] and all((out / "preview" / p["file"]).is_file() for p in shots)
     assert (out / "preview" / "original.png").is_file()

@@ -521,6 +521,10 @@ def cmd_train(args, rest) -> int:
         print(f"validation (hard rounding, mean over levels): {last_val['val_bpp_hard']:.4f} bpp, "
               f"PSNR {last_val['val_psnr_hard']:.2f} dB{ms}; "
               f"surrogate-vs-hard mismatch {last_val['mismatch_bpp']:+.4f} bpp, {last_val['mismatch_psnr']:+.2f} dB")
+        if "native_bpp_hard" in last_val:
+            ms = f", MS-SSIM {last_val['native_ms_ssim_hard']:.4f}" if "native_ms_ssim_hard" in last_val else ""
+            print(f"held-out photographs at their own scale: {last_val['native_bpp_hard']:.4f} bpp, "
+                  f"PSNR {last_val['native_psnr_hard']:.2f} dB{ms}")
     print(f"checkpoint: {final}")
     return 0
 

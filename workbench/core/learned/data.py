@@ -5,6 +5,9 @@ decoding JPEGs every step would cost as much as the training step itself. Every 
 downscaled with antialiasing by a random factor (at least `min_downscale`), which removes the JPEG
 artefacts of BSDS-like data and gives large photographs a range of scales. Files are split into
 training and validation by a hash of their name, so the split is the same on every run and machine.
+Validation has a second set cut at the photographs' own scale (`NATIVE`): an encoder-side change once
+cut the scaled crops' rate by 7 % and lost on photographs at their own size (docs/learned_codec.md, stop
+27), so what is decided from validation should hold at both.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from workbench.core.errors import OptionError
 from workbench.core.images import list_images
 
 VALIDATION_PERCENT = 6
+#: Downscale ranges (min, max): the training crops', and the photographs' own scale.
+SCALED = (1.5, 3.0)
+NATIVE = (1.0, 1.0)
 
 
 def is_validation(path: Path) -> bool:
@@ -35,8 +41,8 @@ class CropSet:
     files: int
 
 
-def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min_downscale: float = 1.5,
-              max_downscale: float = 3.0) -> CropSet:
+def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min_downscale: float = SCALED[0],
+              max_downscale: float = SCALED[1]) -> CropSet:
     rng = np.random.default_rng(seed)
     files = [f for folder in folders for f in list_images(folder)]
     if not files:
@@ -70,6 +76,14 @@ def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min
     return CropSet(to_t(train), to_t(val), len(files))
 
 
+def spread(crops: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` crops evenly spaced through the list: the files are listed folder by folder, so the first
+    few would all come from one source."""
+    if crops.shape[0] <= count:
+        return crops
+    return crops[torch.linspace(0, crops.shape[0] - 1, count).round().long()]
+
+
 def batches(crops: torch.Tensor, batch: int, generator: torch.Generator):
     """Endless random batches in 0..1 float with random flips."""
     n = crops.shape[0]
@@ -81,13 +95,15 @@ def batches(crops: torch.Tensor, batch: int, generator: torch.Generator):
         yield x
 
 
-def cached_crops(cache_dir: Path, folders: list[Path], crop: int, per_image: int, seed: int, write: bool) -> CropSet:
+def cached_crops(cache_dir: Path, folders: list[Path], crop: int, per_image: int, seed: int, write: bool,
+                 scale: tuple[float, float] = SCALED) -> CropSet:
     """`cut_crops`, kept in `cache_dir` so that resuming a run does not cut them again."""
-    path = Path(cache_dir) / f"crops-{crop}px-{per_image}x-seed{seed}.pt"
+    tag = "" if scale == SCALED else f"-scale{scale[0]:g}-{scale[1]:g}"
+    path = Path(cache_dir) / f"crops-{crop}px-{per_image}x-seed{seed}{tag}.pt"
     if path.exists():
         state = torch.load(path, weights_only=True)
         return CropSet(state["train"], state["validation"], int(state["files"]))
-    out = cut_crops(folders, crop, per_image, seed=seed)
+    out = cut_crops(folders, crop, per_image, seed=seed, min_downscale=scale[0], max_downscale=scale[1])
     if write:
         tmp = path.with_suffix(".tmp")
         torch.save({"train": out.train, "validation": out.validation, "files": out.files}, tmp)

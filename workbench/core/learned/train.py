@@ -7,10 +7,11 @@ them are trained (single-λ training is the special case of one level).
 
 Every `validate_every` steps the job measures the train–test mismatch on held-out crops: the same
 images through the training surrogate and through hard rounding (what the coder does), at every
-integer quality. Rank 0 keeps `last.pt` (model, optimizer, step, RNG) and a JSON-lines log in the
-output folder; running the same command again resumes from `last.pt`. It also keeps what the app shows
-(`run_folder.py`): the run's settings, a line per step, a preview picture per validation, and it stops
-after a checkpoint when a pause is requested.
+integer quality; and, with hard rounding, crops of held-out photographs at their own scale
+(`native_*`), where a recipe has to hold too (`data.py`). Rank 0 keeps `last.pt` (model, optimizer,
+step, RNG) and a JSON-lines log in the output folder; running the same command again resumes from
+`last.pt`. It also keeps what the app shows (`run_folder.py`): the run's settings, a line per step, a
+preview picture per validation, and it stops after a checkpoint when a pause is requested.
 
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel: gloo on CPU,
 nccl on CUDA. Each rank samples its own batches (seed + rank) from the same crops.
@@ -117,6 +118,9 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
     if val.shape[0] == 0:
         val = crops.train[:4]
     val = (val.float() / 255.0).to(device)
+    native = crops_data.cached_crops(out_dir, data_folders, val_crop, 1, opts.seed + 2, rank == 0,
+                                     crops_data.NATIVE).validation
+    native = (crops_data.spread(native, 8).float() / 255.0).to(device)
 
     torch.manual_seed(opts.seed + rank)
     kind = MODELS.get(opts.model)
@@ -195,7 +199,7 @@ def train_job(opts: TrainOptions, data_folders: list[Path], out_dir: Path, surro
             metrics_now["temperature"] = tau
         record.update((k, v) for k, v in metrics_now.items() if k not in _WINDOW_KEYS)
         if step % opts.validate_every == 0 or step == opts.steps:
-            v = validate(model, val, levels, surrogate, step, opts)
+            v = validate(model, val, levels, surrogate, step, opts, native)
             metrics_now.update(v)
             record.update(v)
             if rank == 0:
@@ -231,31 +235,43 @@ def _preview_record(model, val: torch.Tensor, levels: int, step: int, out_dir: P
 
 
 @torch.no_grad()
-def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: TrainOptions) -> dict:
-    """Surrogate vs hard-rounded rate and distortion on held-out crops, averaged over the levels."""
+def validate(model, val: torch.Tensor, levels: int, surrogate, step: int, opts: TrainOptions,
+             native: torch.Tensor | None = None) -> dict:
+    """Surrogate vs hard-rounded rate and distortion on held-out crops, averaged over the levels; the
+    hard-rounded figures also on `native` crops (held-out photographs at their own scale) when given."""
     model.eval()
-    sums = {"val_bpp_soft": 0.0, "val_bpp_hard": 0.0, "val_psnr_soft": 0.0, "val_psnr_hard": 0.0,
-            "val_ms_ssim_hard": 0.0}
     hard_q = StraightThrough()
-    pixels = val.shape[-1] * val.shape[-2]
-    for level in range(1, levels + 1):
-        q = torch.full((val.shape[0],), float(level), device=val.device)
-        for kind, quant, hard in (("soft", surrogate, False), ("hard", hard_q, True)):
-            r = model(val, q, quant, step, opts.zero_center, hard=hard)
-            x_hat = r.x_hat.clamp(0, 1)
-            sums[f"val_bpp_{kind}"] += float(((r.bits_y + r.bits_z) / pixels).mean())
-            mse = (val - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
-            sums[f"val_psnr_{kind}"] += float((10 * torch.log10(1.0 / mse)).mean())
-            if hard and min(val.shape[-2:]) >= metrics.MS_SSIM_MIN_SIDE:
-                sums["val_ms_ssim_hard"] += float(metrics.ms_ssim_torch(val * 255, torch.round(x_hat * 255)).mean())
-    out = {k: v / levels for k, v in sums.items()}
+    out = _level_means(model, val, levels, step, opts, "val", {"soft": surrogate, "hard": hard_q})
     out["mismatch_bpp"] = out["val_bpp_soft"] - out["val_bpp_hard"]
     out["mismatch_psnr"] = out["val_psnr_soft"] - out["val_psnr_hard"]
-    if min(val.shape[-2:]) >= metrics.MS_SSIM_MIN_SIDE:
+    if "val_ms_ssim_hard" in out:
         out["ms_ssim"] = out["val_ms_ssim_hard"]
-    else:  # crops too small for five MS-SSIM scales
-        del out["val_ms_ssim_hard"]
+    if native is not None and native.shape[0]:
+        out.update(_level_means(model, native, levels, step, opts, "native", {"hard": hard_q}))
     return out
+
+
+def _level_means(model, x: torch.Tensor, levels: int, step: int, opts: TrainOptions, prefix: str,
+                 quantizers: dict) -> dict:
+    """`{prefix}_bpp_{name}` and `{prefix}_psnr_{name}` per quantizer, `{prefix}_ms_ssim_hard` when the
+    crops are large enough for five MS-SSIM scales; means over the integer quality levels."""
+    pixels = x.shape[-1] * x.shape[-2]
+    with_ms_ssim = min(x.shape[-2:]) >= metrics.MS_SSIM_MIN_SIDE
+    sums: dict[str, float] = {}
+    for level in range(1, levels + 1):
+        q = torch.full((x.shape[0],), float(level), device=x.device)
+        for name, quant in quantizers.items():
+            hard = name == "hard"
+            r = model(x, q, quant, step, opts.zero_center, hard=hard)
+            x_hat = r.x_hat.clamp(0, 1)
+            mse = (x - x_hat).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+            terms = {f"{prefix}_bpp_{name}": float(((r.bits_y + r.bits_z) / pixels).mean()),
+                     f"{prefix}_psnr_{name}": float((10 * torch.log10(1.0 / mse)).mean())}
+            if hard and with_ms_ssim:
+                terms[f"{prefix}_ms_ssim_hard"] = float(metrics.ms_ssim_torch(x * 255, torch.round(x_hat * 255)).mean())
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value
+    return {k: v / levels for k, v in sums.items()}
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, recipe: dict, extra: dict | None = None) -> None:
