@@ -42,13 +42,16 @@ class CropSet:
 
 
 def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min_downscale: float = SCALED[0],
-              max_downscale: float = SCALED[1]) -> CropSet:
+              max_downscale: float = SCALED[1], validation_only: bool = False) -> CropSet:
+    """`validation_only` opens only the validation files and leaves `train` empty."""
     rng = np.random.default_rng(seed)
     files = [f for folder in folders for f in list_images(folder)]
     if not files:
         raise OptionError(f"no images found in {', '.join(map(str, folders))}")
     train, val = [], []
     for path in files:
+        if validation_only and not is_validation(path):
+            continue
         with Image.open(path) as im:
             im = im.convert("RGB")
             w, h = im.size
@@ -66,11 +69,11 @@ def cut_crops(folders: list[Path], crop: int, per_image: int, seed: int = 0, min
                 y0 = int(rng.integers(0, sh - crop + 1))
                 arr = np.asarray(small.crop((x0, y0, x0 + crop, y0 + crop)), dtype=np.uint8)
                 (val if is_validation(path) else train).append(arr.transpose(2, 0, 1).copy())
-    if not train and val:
+    if not train and val and not validation_only:
         # Every file hashed to validation (the one bundled sample photograph): train on its crops too; the
         # held-out crops are then other crops of the same photographs, not other photographs.
         train = list(val)
-    if not train:
+    if not train and not validation_only:
         raise OptionError(f"no training crops of {crop} px could be cut (images too small?)")
     to_t = lambda a: torch.from_numpy(np.stack(a)) if a else torch.zeros(0, 3, crop, crop, dtype=torch.uint8)
     return CropSet(to_t(train), to_t(val), len(files))
@@ -97,13 +100,16 @@ def batches(crops: torch.Tensor, batch: int, generator: torch.Generator):
 
 def cached_crops(cache_dir: Path, folders: list[Path], crop: int, per_image: int, seed: int, write: bool,
                  scale: tuple[float, float] = SCALED) -> CropSet:
-    """`cut_crops`, kept in `cache_dir` so that resuming a run does not cut them again."""
+    """`cut_crops`, kept in `cache_dir` so that resuming a run does not cut them again. Training crops are
+    always at the `SCALED` scale, so at any other scale only validation crops are cut: the set is there to
+    validate on, and cutting every training file at its own size would read and store hundreds of MB."""
     tag = "" if scale == SCALED else f"-scale{scale[0]:g}-{scale[1]:g}"
     path = Path(cache_dir) / f"crops-{crop}px-{per_image}x-seed{seed}{tag}.pt"
     if path.exists():
         state = torch.load(path, weights_only=True)
         return CropSet(state["train"], state["validation"], int(state["files"]))
-    out = cut_crops(folders, crop, per_image, seed=seed, min_downscale=scale[0], max_downscale=scale[1])
+    out = cut_crops(folders, crop, per_image, seed=seed, min_downscale=scale[0], max_downscale=scale[1],
+                    validation_only=scale != SCALED)
     if write:
         tmp = path.with_suffix(".tmp")
         torch.save({"train": out.train, "validation": out.validation, "files": out.files}, tmp)
