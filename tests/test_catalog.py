@@ -52,3 +52,8 @@ def test_compressai_checkpoints_are_labelled_by_architecture_metric_and_quality(
 def test_the_catalog_does_not_import_torch():
     code = "import sys; from workbench.core.learned import catalog; catalog.model_choices(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_decoder_finetuned_for_a_trellis_quantizer_says_so_in_its_label():
+    assert catalog.model_label("dct-checkerboard-mse-tcq") == "dct-checkerboard-mse-tcq (PSNR, decoder for tcq8)"
+    assert catalog.model_label("dct-checkerboard-msssim") == "dct-checkerboard-msssim (MS-SSIM)"

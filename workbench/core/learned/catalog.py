@@ -107,8 +107,9 @@ def model_label(value: str) -> str:
     path = model_path(value)
     if value in shipped_models() or path.suffix == ".safetensors":
         name = value if value in shipped_models() else path.name
-        metric = METRIC_NAMES.get(_metadata(path).get("metric", ""))
-        return f"{name} ({metric})" if metric else name
+        md = _metadata(path)
+        notes = [n for n in (METRIC_NAMES.get(md.get("metric", "")), _decoder_for(md)) if n]
+        return f"{name} ({', '.join(notes)})" if notes else name
     if path.is_dir():
         try:
             folder = zoo_folder(path)
@@ -122,6 +123,17 @@ def model_label(value: str) -> str:
     if stated is not None:
         return f"{stated[0]} (CompressAI, {METRIC_NAMES[stated[1]]}, quality {stated[2]})"
     return f"{path.name} (CompressAI checkpoint)" if is_checkpoint_name(path) else path.name
+
+
+def _decoder_for(metadata: dict[str, str]) -> str | None:
+    """"decoder for tcq8" when the weights' decoder was finetuned on a quantizer other than rounding: the
+    label is where a user choosing a model learns which quantizer it is meant for."""
+    try:
+        recipe = json.loads(metadata.get("recipe", "{}"))
+    except ValueError:
+        return None
+    quantizer = recipe.get("quantizer") if isinstance(recipe, dict) and recipe.get("finetune_of") else None
+    return f"decoder for {quantizer}" if isinstance(quantizer, str) and quantizer != "round" else None
 
 
 def _qualities(qs: list[int]) -> str:
