@@ -71,8 +71,8 @@ def test_a_run_set_up_in_the_window_trains_shows_its_curves_and_becomes_a_model_
     assert line.startswith("workbench train --model hyperprior --quantizer sua --lambda 0.01,0.05 --data ")
     assert run_to_end(qtbot, view) == "finished"
     qtbot.waitUntil(view.curves.is_drawn)
-    for key in ("loss", "bpp", "entropy", "psnr", "temperature", "val_bpp_hard", "val_psnr_hard", "mismatch_bpp",
-                "mismatch_psnr"):
+    for key in ("loss", "bpp", "entropy", "psnr", "temperature", "val_bpp_hard", "val_psnr_hard", "native_bpp_hard",
+                "native_psnr_hard", "mismatch_bpp", "mismatch_psnr"):
         assert key in view.curves.keys(), key
     assert view.bar.value() == 4 and view.bar.format() == "step 4 / 4"
     latest = preview.read_previews(tmp_path / "run")[-1]

@@ -74,6 +74,11 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "val_bpp_hard": MetricInfo("Held-out rate", "bpp", "Bits per pixel of held-out crops with the latents "
                                "rounded as the coder rounds them (mean over the quality levels)."),
     "val_psnr_hard": MetricInfo("Held-out PSNR", "dB", "PSNR of held-out crops decoded from rounded latents."),
+    "native_bpp_hard": MetricInfo("Own-scale rate", "bpp", "Bits per pixel of crops of held-out "
+                                  "photographs at their own size, not scaled down as the training crops are: "
+                                  "what a change has to hold at too (latents rounded as the coder rounds them)."),
+    "native_psnr_hard": MetricInfo("Own-scale PSNR", "dB", "PSNR of crops of held-out photographs at "
+                                   "their own size, decoded from rounded latents."),
     "mismatch_bpp": MetricInfo("Soft–hard gap, rate", "bpp", "Held-out rate through the training surrogate "
                                "minus through real rounding; near 0 means training sees what the coder does."),
     "mismatch_psnr": MetricInfo("Soft–hard gap, PSNR", "dB", "Held-out PSNR through the training surrogate "

@@ -47,7 +47,7 @@ POLL_MS = 250
 PICTURE = 192
 #: What the curves show, in this order (progress.jsonl holds more: mse, skipped steps, soft PSNR ...).
 CURVES = ("loss", "bpp", "entropy", "psnr", "ms_ssim", "temperature", "sigma", "gap", "val_bpp_hard",
-          "val_psnr_hard", "mismatch_bpp", "mismatch_psnr")
+          "val_psnr_hard", "native_bpp_hard", "native_psnr_hard", "mismatch_bpp", "mismatch_psnr")
 #: Options that mean something for dct-shvq only; its `vq_options` text is edited as a form of SHVQOptions.
 SHVQ_ROWS = ("vq_dim", "vq_centers")
 SHVQ_OWN = ("dim", "centers")          # SHVQOptions' fields that TrainOptions has as vq_dim and vq_centers
