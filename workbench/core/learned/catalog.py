@@ -126,8 +126,8 @@ def model_label(value: str) -> str:
 
 
 def _decoder_for(metadata: dict[str, str]) -> str | None:
-    """"decoder for tcq8" when the weights' decoder was finetuned on a quantizer other than rounding: the
-    label is where a user choosing a model learns which quantizer it is meant for."""
+    """Says "decoder for tcq8" when the weights' decoder was finetuned on a quantizer other than rounding:
+    the label is where a user choosing a model learns which quantizer it is meant for."""
     try:
         recipe = json.loads(metadata.get("recipe", "{}"))
     except ValueError:
