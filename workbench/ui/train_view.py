@@ -21,7 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+    QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
     QScrollArea, QSizePolicy, QSplitter, QVBoxLayout, QWidget,
 )
 
@@ -269,7 +269,13 @@ class TrainView(QWidget):
         self._finetune_curves: LiveCurves | None = None
         v.addWidget(self._train_curves, 1)
         self._set_running(False)
-        return host
+        # Pictures and three or four rows of curves are taller than a 700-pixel screen leaves the tab: the pane
+        # scrolls there instead of pushing the window past the screen's bottom edge.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(host)
+        return scroll
 
     def _picture(self, row: QHBoxLayout, caption: str) -> tuple[QLabel, QLabel]:
         col = QVBoxLayout()
