@@ -517,16 +517,19 @@ def cmd_train(args, rest) -> int:
     if final is None:
         return 0
     if last_val:
-        ms = f", MS-SSIM {last_val['ms_ssim']:.4f}" if "ms_ssim" in last_val else ""
-        print(f"validation (hard rounding, mean over levels): {last_val['val_bpp_hard']:.4f} bpp, "
-              f"PSNR {last_val['val_psnr_hard']:.2f} dB{ms}; "
+        print(f"validation (hard rounding, mean over levels): {_hard_figures(last_val, 'val')}; "
               f"surrogate-vs-hard mismatch {last_val['mismatch_bpp']:+.4f} bpp, {last_val['mismatch_psnr']:+.2f} dB")
         if "native_bpp_hard" in last_val:
-            ms = f", MS-SSIM {last_val['native_ms_ssim_hard']:.4f}" if "native_ms_ssim_hard" in last_val else ""
-            print(f"held-out photographs at their own scale: {last_val['native_bpp_hard']:.4f} bpp, "
-                  f"PSNR {last_val['native_psnr_hard']:.2f} dB{ms}")
+            print(f"held-out photographs at their own scale: {_hard_figures(last_val, 'native')}")
     print(f"checkpoint: {final}")
     return 0
+
+
+def _hard_figures(v: dict, prefix: str) -> str:
+    """One validation set's hard-rounded figures as `train.validate` names them ("val_…", "native_…")."""
+    ms = v.get(f"{prefix}_ms_ssim_hard")
+    return (f"{v[f'{prefix}_bpp_hard']:.4f} bpp, PSNR {v[f'{prefix}_psnr_hard']:.2f} dB"
+            + (f", MS-SSIM {ms:.4f}" if ms is not None else ""))
 
 
 def _run_training(job, steps: int, val_key: str) -> tuple[Path | None, dict]:
