@@ -56,6 +56,15 @@ def throwaway_window(width: int, height: int):
     return w
 
 
+def grab_at_sizes(w, out: Path, name: str) -> None:
+    """`name`-WIDTHxHEIGHT.png of the window as it is now, at each of SIZES, then close it."""
+    for width, height in SIZES:
+        w.resize(width, height)
+        pause(1.5)
+        w.grab().save(str(out / f"{name}-{width}x{height}.png"))
+    w.close()
+
+
 def main(out: Path) -> None:
     from workbench.ui.main_window import DEMO_IMAGE
 

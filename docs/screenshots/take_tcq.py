@@ -9,7 +9,7 @@ Uses a throw-away settings file, config and data folder, so it never touches the
 import sys
 from pathlib import Path
 
-from take import SIZES, pause, throwaway_window, wait  # the script beside this one
+from take import SIZES, grab_at_sizes, throwaway_window, wait  # the script beside this one
 
 
 def main(out: Path) -> None:
@@ -24,11 +24,7 @@ def main(out: Path) -> None:
                                                  "quantizer": "tcq8"})
     w.compare.set_image(w.compare.image)
     wait(lambda: left.result is not None and right.result is not None and not w.worker.is_pending("sweep"), 600)
-    for width, height in SIZES:
-        w.resize(width, height)
-        pause(1.5)
-        w.grab().save(str(out / f"compare-tcq-{width}x{height}.png"))
-    w.close()
+    grab_at_sizes(w, out, "compare-tcq")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Uses a throw-away settings file, config and data folder, so it never touches the
 import sys
 from pathlib import Path
 
-from take import SIZES, pause, throwaway_window, wait  # the script beside this one
+from take import SIZES, grab_at_sizes, throwaway_window, wait  # the script beside this one
 
 from workbench.core.learned.run_folder import RunSpec
 from workbench.ui.train_view import SAMPLES
@@ -29,11 +29,7 @@ def main(out: Path) -> None:
     wait(lambda: view.step >= 200 and "native_psnr_hard" in view.curves.keys(), 900)
     view.pause()
     wait(lambda: not view.is_running(), 900)
-    for width, height in SIZES:
-        w.resize(width, height)
-        pause(1.5)
-        w.grab().save(str(out / f"train-{width}x{height}.png"))
-    w.close()
+    grab_at_sizes(w, out, "train")
 
 
 if __name__ == "__main__":
